@@ -1,0 +1,119 @@
+// The contract of one sandboxed run: what the caller asks for (RunSpec, validated with zod so every mistake names
+// its field) and what it gets back (RunResult). The runtime, the worker and the CLI all speak these types.
+import path from 'node:path/posix';
+import { z } from 'zod';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+export const DEFAULT_LIMITS = Object.freeze({
+  timeoutMs: 10_000,
+  memoryBytes: 256 * MiB,
+  cpus: 1,
+  pids: 128,
+  outputBytes: 1 * MiB,
+  diskBytes: 64 * MiB,
+});
+
+/** Bounds that keep a limit meaningful: below them the sandbox cannot even start, above them it is not a limit. */
+export const LIMIT_BOUNDS = Object.freeze({
+  timeoutMs: [1, 24 * 3600_000],
+  memoryBytes: [4 * MiB, 1024 * GiB],
+  cpus: [0.01, 1024],
+  pids: [1, 1 << 22],
+  outputBytes: [0, 1 * GiB],
+  diskBytes: [1 * MiB, 1024 * GiB],
+} as const);
+
+function bounded(name: keyof typeof LIMIT_BOUNDS, integer = true) {
+  const [min, max] = LIMIT_BOUNDS[name];
+  const base = integer ? z.number().int() : z.number();
+  return base
+    .min(min, `${name} must be at least ${min}`)
+    .max(max, `${name} must be at most ${max}`)
+    .default(DEFAULT_LIMITS[name]);
+}
+
+export const LimitsSchema = z
+  .strictObject({
+    timeoutMs: bounded('timeoutMs'),
+    memoryBytes: bounded('memoryBytes'),
+    cpus: bounded('cpus', false),
+    pids: bounded('pids'),
+    outputBytes: bounded('outputBytes'),
+    diskBytes: bounded('diskBytes'),
+  })
+  .prefault({});
+export type Limits = z.output<typeof LimitsSchema>;
+
+const bytes = z.union([z.string(), z.instanceof(Uint8Array)]);
+
+/** A path inside the sandbox: absolute, already normal, and not under the kernel-provided trees. */
+export const SandboxPath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((p) => p.startsWith('/'), 'must be an absolute path (start with /)')
+  .refine((p) => !p.includes('\0'), 'must not contain NUL bytes')
+  .refine((p) => path.normalize(p) === p && !p.split('/').includes('..'), 'must be normal: no "..", "//" or "/./"')
+  .refine((p) => !/^\/(proc|dev)(\/|$)/.test(p), 'must not be under /proc or /dev (the kernel provides those)');
+
+export const SandboxFileSchema = z.strictObject({
+  path: SandboxPath.refine((p) => p !== '/' && !p.endsWith('/'), 'must name a file, not a directory'),
+  content: bytes,
+  mode: z.number().int().min(0).max(0o777).default(0o644),
+});
+
+const posixName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name');
+
+export const RunSpecSchema = z.strictObject({
+  /** Read-only layer directories, bottom first (OCI order), or a single root directory. */
+  rootfs: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(128)]),
+  argv: z.array(z.string().refine((a) => !a.includes('\0'), 'must not contain NUL bytes')).min(1, 'argv needs a command'),
+  env: z.record(posixName, z.string().refine((v) => !v.includes('\0'), 'must not contain NUL bytes')).default({}),
+  cwd: SandboxPath.default('/'),
+  stdin: bytes.optional(),
+  files: z.array(SandboxFileSchema).max(1000, 'at most 1000 files').default([]),
+  uid: z.number().int().min(1, 'uid 0 is not allowed: jobs run unprivileged').max(2 ** 31 - 2).default(65534),
+  gid: z.number().int().min(1, 'gid 0 is not allowed: jobs run unprivileged').max(2 ** 31 - 2).default(65534),
+  hostname: z
+    .string()
+    .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$/, 'must be a hostname label (letters, digits, -; at most 63)')
+    .default('lid'),
+  limits: LimitsSchema,
+  network: z.literal('none').default('none'),
+});
+export type RunSpecInput = z.input<typeof RunSpecSchema>;
+export type RunSpec = z.output<typeof RunSpecSchema>;
+
+export const RUN_STATUSES = ['ok', 'nonzero_exit', 'signaled', 'timeout', 'oom', 'output_limit'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+export interface RunUsage {
+  wallMs: number;
+  cpuUserMs: number;
+  cpuSystemMs: number;
+  memoryPeakBytes: number;
+  /** Highest number of tasks at once; null where the kernel keeps no peak (cgroup v2 before Linux 6.13). */
+  pidsPeak: number | null;
+  oomKilled: boolean;
+}
+
+export interface RunTimings {
+  setupMs: number;
+  runMs: number;
+  teardownMs: number;
+}
+
+export interface RunResult {
+  status: RunStatus;
+  exitCode: number | null;
+  signal: string | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  usage: RunUsage;
+  timings: RunTimings;
+}

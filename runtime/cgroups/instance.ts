@@ -1,0 +1,89 @@
+// Names this runtime instance's cgroup directory after its process (pid + kernel start time), so that a later
+// start can tell a crashed instance's leftovers from a live neighbour's (a CLI run beside a worker, two test files)
+// and sweep only the former. Also the small synchronous file helpers both drivers share.
+import fs from 'node:fs';
+
+function startTime(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null; // field 22, counted after "pid (comm)"
+  } catch {
+    return null;
+  }
+}
+
+export function currentInstanceName(): string {
+  return `${process.pid}-${startTime(process.pid)}`;
+}
+
+/** True when the process that made an instance directory is gone (or the pid now belongs to another process). */
+export function isInstanceDead(name: string): boolean {
+  const match = /^(\d+)-(\d+)$/.exec(name);
+  if (!match) return false; // not ours to judge
+  return startTime(Number(match[1])) !== match[2];
+}
+
+export function writeFile(file: string, value: string): void {
+  fs.writeFileSync(file, value);
+}
+
+export function readText(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+export function listDirs(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? [d.name] : []));
+  } catch {
+    return [];
+  }
+}
+
+/** Kills every process listed in a cgroup, then removes it; retries while the kernel finishes reaping. */
+export function killAndRemove(dir: string, killFile?: string): void {
+  for (let attempt = 0; attempt < 2000; attempt++) {
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY') throw e;
+    }
+    if (killFile && fs.existsSync(`${dir}/${killFile}`)) {
+      try {
+        writeFile(`${dir}/${killFile}`, '1');
+      } catch {
+        /* fall back to signalling each process */
+      }
+    }
+    for (const pid of (readText(`${dir}/cgroup.procs`) ?? '').split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, attempt < 20 ? 1 : 5);
+  }
+  throw new Error(`cgroup ${dir} still busy after repeated kills`);
+}
+
+/** Removes the job cgroups of instances whose process died, then their instance directories. */
+export function sweepDeadInstances(lidDirs: string[], killFile?: string): string[] {
+  const swept: string[] = [];
+  for (const lidDir of lidDirs) {
+    for (const instance of listDirs(lidDir)) {
+      if (!isInstanceDead(instance)) continue;
+      const instanceDir = `${lidDir}/${instance}`;
+      for (const job of listDirs(instanceDir)) killAndRemove(`${instanceDir}/${job}`, killFile);
+      killAndRemove(instanceDir, killFile);
+      swept.push(instanceDir);
+    }
+  }
+  return swept;
+}

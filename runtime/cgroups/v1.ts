@@ -1,0 +1,81 @@
+// cgroup v1 driver: one directory per hierarchy that carries memory, pids, cpu or cpuacct (they may be co-mounted).
+// On the development machines the service starts inside a memory cgroup it does not own: Lid's tree goes under the
+// service's own cgroup in each hierarchy (or LID_CGROUP_PARENT), and nothing outside that tree is ever touched.
+import fs from 'node:fs';
+import { LidError } from '../../common/errors.js';
+import type { CgroupDriver, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
+import type { CgroupMount } from './hierarchy.js';
+import { killAndRemove, readText, sweepDeadInstances, writeFile } from './instance.js';
+import { parseKeyValues, v1LimitWrites } from './limits.js';
+
+const NEEDED = ['memory', 'pids', 'cpu', 'cpuacct'] as const;
+type Controller = (typeof NEEDED)[number];
+
+export function createV1Driver(opts: { mounts: CgroupMount[]; own: Map<string, string>; parent?: string; instance: string }): CgroupDriver {
+  const base = new Map<Controller, string>(); // controller -> <mount>/<service cgroup>/lid
+  for (const controller of NEEDED) {
+    const mount = opts.mounts.find((m) => m.version === 1 && m.controllers.includes(controller));
+    if (!mount) throw new LidError('unsupported', `cgroup v1 controller "${controller}" is not mounted; Lid needs memory, pids, cpu and cpuacct`);
+    const within = opts.parent ?? opts.own.get(controller) ?? '/';
+    base.set(controller, `${mount.mountPoint}${within === '/' ? '' : within}/lid`);
+  }
+  const lidDirs = [...new Set(base.values())];
+  for (const dir of lidDirs) fs.mkdirSync(dir, { recursive: true });
+  sweepDeadInstances(lidDirs);
+  const instanceDirs = lidDirs.map((d) => `${d}/${opts.instance}`);
+  for (const dir of instanceDirs) fs.mkdirSync(dir, { recursive: true });
+  const dirOf = (controller: Controller, name: string) => `${base.get(controller)}/${opts.instance}/${name}`;
+
+  function create(name: string, limits: CgroupLimits): JobCgroup {
+    const dirs = [...new Set(NEEDED.map((c) => dirOf(c, name)))];
+    let destroyed = false;
+    const destroy = () => {
+      if (destroyed) return;
+      destroyed = true;
+      for (const dir of dirs) killAndRemove(dir);
+    };
+    try {
+      for (const dir of dirs) fs.mkdirSync(dir);
+      for (const w of v1LimitWrites(limits)) {
+        const file = `${dirOf(w.controller, name)}/${w.file}`;
+        if (w.optional && !fs.existsSync(file)) continue;
+        writeFile(file, w.value);
+      }
+    } catch (e) {
+      destroy();
+      throw e;
+    }
+    return {
+      name,
+      attach(pid) {
+        for (const dir of dirs) writeFile(`${dir}/cgroup.procs`, String(pid));
+      },
+      usage(): CgroupUsage {
+        const num = (c: Controller, file: string) => Number((readText(`${dirOf(c, name)}/${file}`) ?? '0').trim()) || 0;
+        const pidsPeak = readText(`${dirOf('pids', name)}/pids.peak`);
+        return {
+          cpuUserMs: num('cpuacct', 'cpuacct.usage_user') / 1e6,
+          cpuSystemMs: num('cpuacct', 'cpuacct.usage_sys') / 1e6,
+          memoryPeakBytes: num('memory', 'memory.max_usage_in_bytes'),
+          pidsPeak: pidsPeak === null ? null : Number(pidsPeak.trim()),
+          oomKills: parseKeyValues(readText(`${dirOf('memory', name)}/memory.oom_control`) ?? '').get('oom_kill') ?? 0,
+        };
+      },
+      destroy,
+    };
+  }
+
+  return {
+    version: 1,
+    instanceDirs,
+    create,
+    close() {
+      for (const dir of instanceDirs) {
+        for (const job of fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : []) {
+          if (job.isDirectory()) killAndRemove(`${dir}/${job.name}`);
+        }
+        killAndRemove(dir);
+      }
+    },
+  };
+}

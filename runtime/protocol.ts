@@ -1,0 +1,39 @@
+// Messages between the runtime's public API (main thread, runtime.ts) and its spawner threads (sandbox-thread.ts).
+import type { RunResult } from '../common/run-spec.js';
+
+/** A validated run, with everything resolved that needs async I/O or the host's view (layer paths, env defaults). */
+export interface PreparedRun {
+  layers: string[];
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  stdin: Uint8Array | null;
+  files: { path: string; content: Uint8Array | string; mode: number }[];
+  uid: number;
+  gid: number;
+  hostname: string;
+  limits: { timeoutMs: number; memoryBytes: number; cpus: number; pids: number; outputBytes: number; diskBytes: number };
+  streamOutput: boolean;
+}
+
+export interface ThreadConfig {
+  initPath: string;
+  mountDir: string;
+  cgroupParent?: string;
+}
+
+export type ToThread = { type: 'run'; id: number; run: PreparedRun } | { type: 'cancel'; id: number };
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  code?: string;
+  details?: Record<string, unknown>;
+}
+
+export type FromThread =
+  | { type: 'ready' }
+  | { type: 'result'; id: number; result: RunResult }
+  | { type: 'cancelled'; id: number }
+  | { type: 'error'; id: number; error: SerializedError }
+  | { type: 'output'; id: number; stream: 'stdout' | 'stderr'; chunk: Uint8Array };

@@ -1,0 +1,182 @@
+// The runtime's public face, on the caller's thread: validates a RunSpec, hands it to the least busy spawner thread
+// (sandbox-thread.ts) and resolves with its RunResult. `close()` ends the threads and removes this instance's
+// cgroup directories; it is idempotent.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { LidError } from '../common/errors.js';
+import { type RunResult, type RunSpecInput, RunSpecSchema } from '../common/run-spec.js';
+import { createCgroupDriver } from './cgroups/detect.js';
+import type { CgroupDriver } from './cgroups/driver.js';
+import { ensureInitBinary } from './init/init-binary.js';
+import type { FromThread, PreparedRun, ThreadConfig, ToThread } from './protocol.js';
+import * as sys from './syscalls.js';
+
+export interface RuntimeOptions {
+  /** Spawner threads; each hosts many sandboxes. Default: the number of CPUs, between 2 and 8. */
+  threads?: number;
+  /** cgroup (path inside each hierarchy) under which Lid makes its own; default: the one this process runs in. */
+  cgroupParent?: string;
+  /** Empty host directory used as the private tmpfs mount point inside each sandbox's mount namespace. */
+  mountDir?: string;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  /** Called with each chunk of output as it arrives (within the output limit). */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Uint8Array) => void;
+}
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_MOUNT_DIR = '/run/lid/rootfs';
+
+interface Pending {
+  resolve: (r: RunResult) => void;
+  reject: (e: unknown) => void;
+  onOutput?: RunOptions['onOutput'];
+  signal?: AbortSignal;
+}
+
+interface SpawnerThread {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+function createThreadWorker(config: ThreadConfig): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sandbox-thread.js', import.meta.url), { workerData: config });
+  // Running from the TypeScript sources (tests, tsx): register tsx's loader in the thread before loading its entry.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./sandbox-thread.ts', import.meta.url).href;
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  return new Worker(boot, { eval: true, workerData: config });
+}
+
+function rehydrate(error: { name: string; message: string; code?: string; details?: Record<string, unknown> }): Error {
+  if (error.name === 'LidError' && error.code) return new LidError(error.code as LidError['code'], error.message, error.details);
+  return new LidError('setup_failed', error.message, { cause: error.name });
+}
+
+export class SandboxRuntime {
+  private readonly threads: SpawnerThread[] = [];
+  private nextId = 1;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly cgroups: CgroupDriver,
+    private readonly threadConfig: ThreadConfig,
+  ) {}
+
+  static async start(options: RuntimeOptions = {}): Promise<SandboxRuntime> {
+    if (process.getuid?.() !== 0) throw new LidError('unsupported', 'the sandbox runtime needs root (it creates namespaces, mounts and cgroups)');
+    const initPath = ensureInitBinary();
+    sys.markCloseOnExecFrom(3); // no descriptor this process inherited may reach a sandbox (kernel fact 10)
+    const mountDir = options.mountDir ?? DEFAULT_MOUNT_DIR;
+    fs.mkdirSync(mountDir, { recursive: true });
+    const cgroups = createCgroupDriver({ parent: options.cgroupParent });
+    const runtime = new SandboxRuntime(cgroups, { initPath, mountDir, cgroupParent: options.cgroupParent });
+    const count = options.threads ?? Math.min(8, Math.max(2, os.availableParallelism()));
+    try {
+      await Promise.all(Array.from({ length: count }, () => runtime.addThread()));
+    } catch (e) {
+      await runtime.close();
+      throw e;
+    }
+    return runtime;
+  }
+
+  get cgroupVersion(): 1 | 2 {
+    return this.cgroups.version;
+  }
+
+  get cgroupInstanceDirs(): readonly string[] {
+    return this.cgroups.instanceDirs;
+  }
+
+  private addThread(): Promise<void> {
+    const worker = createThreadWorker(this.threadConfig);
+    const thread: SpawnerThread = { worker, pending: new Map() };
+    this.threads.push(thread);
+    return new Promise((resolve, reject) => {
+      worker.on('message', (msg: FromThread) => {
+        if (msg.type === 'ready') return resolve();
+        const pending = thread.pending.get(msg.id);
+        if (!pending) return;
+        if (msg.type === 'output') return pending.onOutput?.(msg.stream, msg.chunk);
+        thread.pending.delete(msg.id);
+        if (msg.type === 'result') pending.resolve(msg.result);
+        else if (msg.type === 'cancelled') pending.reject(pending.signal?.reason ?? new DOMException('cancelled', 'AbortError'));
+        else pending.reject(rehydrate(msg.error));
+      });
+      const lost = (why: string) => {
+        reject(new LidError('setup_failed', why));
+        this.threads.splice(this.threads.indexOf(thread) >>> 0, 1);
+        for (const p of thread.pending.values()) p.reject(new LidError('internal', why));
+        thread.pending.clear();
+        if (!this.closing) this.addThread().catch(() => {}); // keep the pool at strength
+      };
+      worker.on('error', (e) => lost(`a spawner thread failed: ${e.message}`));
+      worker.on('exit', (code) => {
+        if (!this.closing) lost(`a spawner thread exited (code ${code})`);
+      });
+    });
+  }
+
+  private async prepare(input: RunSpecInput, options: RunOptions): Promise<PreparedRun> {
+    const parsed = RunSpecSchema.safeParse(input);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+      throw new LidError('invalid_spec', `invalid run spec: ${issues.map((i) => `${i.path || '(spec)'}: ${i.message}`).join('; ')}`, { issues });
+    }
+    const spec = parsed.data;
+    const layers = (typeof spec.rootfs === 'string' ? [spec.rootfs] : spec.rootfs).map((l) => path.resolve(l));
+    for (const layer of layers) {
+      const st = await fs.promises.stat(layer).catch(() => null);
+      if (!st?.isDirectory()) throw new LidError('not_found', `root filesystem layer ${layer} is not a directory`);
+    }
+    return {
+      layers,
+      argv: spec.argv,
+      env: { PATH: DEFAULT_PATH, ...spec.env },
+      cwd: spec.cwd,
+      stdin: spec.stdin === undefined ? null : typeof spec.stdin === 'string' ? Buffer.from(spec.stdin) : spec.stdin,
+      files: spec.files,
+      uid: spec.uid,
+      gid: spec.gid,
+      hostname: spec.hostname,
+      limits: spec.limits,
+      streamOutput: options.onOutput !== undefined,
+    };
+  }
+
+  /** Runs one sandbox. Rejects with LidError for a bad spec or a host failure, with an AbortError when cancelled. */
+  async run(input: RunSpecInput, options: RunOptions = {}): Promise<RunResult> {
+    if (this.closing) throw new LidError('internal', 'the runtime is closed');
+    options.signal?.throwIfAborted();
+    const prepared = await this.prepare(input, options);
+    options.signal?.throwIfAborted();
+    const thread = this.threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    if (!thread) throw new LidError('internal', 'no spawner thread is available');
+    const id = this.nextId++;
+    const result = new Promise<RunResult>((resolve, reject) => {
+      thread.pending.set(id, { resolve, reject, onOutput: options.onOutput, signal: options.signal });
+    });
+    const cancel = () => thread.worker.postMessage({ type: 'cancel', id } satisfies ToThread);
+    options.signal?.addEventListener('abort', cancel, { once: true });
+    thread.worker.postMessage({ type: 'run', id, run: prepared } satisfies ToThread);
+    try {
+      return await result;
+    } finally {
+      options.signal?.removeEventListener('abort', cancel);
+    }
+  }
+
+  /** Stops every sandbox still running, ends the threads and removes this instance's cgroups. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.threads.map((t) => t.worker.terminate().catch(() => {})));
+      this.cgroups.close(); // kills anything a terminated thread left running, then removes the directories
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,60 @@
+// A spawner thread: the worker_threads thread from which sandboxes are spawned. Namespaces, no_new_privs and seccomp
+// filters are per thread and inherited by children (kernel facts 1, 2, 8), so each sandbox is set up here, where
+// entering and leaving namespaces never disturbs the main thread's event loop. The thread carries no_new_privs and
+// the seccomp filter for good; one thread hosts many sandboxes at once (setup is synchronous, supervision async).
+import { parentPort, workerData } from 'node:worker_threads';
+import { isLidError } from '../common/errors.js';
+import { createCgroupDriver } from './cgroups/detect.js';
+import { HostNamespaces } from './namespaces.js';
+import type { FromThread, SerializedError, ThreadConfig, ToThread } from './protocol.js';
+import { Sandbox } from './sandbox.js';
+import { buildSeccompProgram } from './seccomp.js';
+import * as sys from './syscalls.js';
+
+const config = workerData as ThreadConfig;
+const port = parentPort!;
+const send = (msg: FromThread, transfer: ArrayBuffer[] = []) => port.postMessage(msg, transfer);
+
+const host = new HostNamespaces();
+sys.setNoNewPrivs();
+sys.installSeccompFilter(buildSeccompProgram());
+const cgroups = createCgroupDriver({ parent: config.cgroupParent });
+const running = new Map<number, Sandbox>();
+
+function serialize(e: unknown): SerializedError {
+  if (isLidError(e)) return { name: e.name, message: e.message, code: e.code, details: e.details };
+  const err = e instanceof Error ? e : new Error(String(e));
+  return { name: err.name, message: err.message, code: 'setup_failed' };
+}
+
+async function execute(id: number, sandbox: Sandbox): Promise<void> {
+  try {
+    const result = await sandbox.execute();
+    if (result === 'cancelled') send({ type: 'cancelled', id });
+    else send({ type: 'result', id, result });
+  } catch (e) {
+    send({ type: 'error', id, error: serialize(e) });
+    if ((e as Error).name === 'SyscallError' && /^(setns|fchdir|chroot)\(/.test((e as Error).message)) {
+      // Could not return to the host's namespaces: this thread must not host another sandbox.
+      for (const s of running.values()) s.kill('cancelled');
+      process.exit(70);
+    }
+  } finally {
+    running.delete(id);
+  }
+}
+
+port.on('message', (msg: ToThread) => {
+  if (msg.type === 'cancel') {
+    running.get(msg.id)?.kill('cancelled');
+    return;
+  }
+  const onOutput = msg.run.streamOutput
+    ? (stream: 'stdout' | 'stderr', chunk: Buffer) => send({ type: 'output', id: msg.id, stream, chunk })
+    : undefined;
+  const sandbox = new Sandbox(msg.run, { host, cgroups, initPath: config.initPath, mountDir: config.mountDir }, `job-${msg.id}`, onOutput);
+  running.set(msg.id, sandbox);
+  void execute(msg.id, sandbox);
+});
+
+send({ type: 'ready' });

@@ -1,0 +1,203 @@
+// One sandbox's life, on a spawner thread: create (cgroup, namespaces, init spawned at its gate, rootfs, pivot_root,
+// back to the host, attach to the cgroup, open the gate) -> run (stdin in, capped output out, timeout) -> destroy
+// (the init is PID 1 of the sandbox's pid namespace, so killing it kills every process in the sandbox; then the
+// cgroup goes). The setup is one synchronous block: no await while the thread is inside the sandbox's namespaces.
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import { LidError } from '../common/errors.js';
+import type { RunResult, RunStatus } from '../common/run-spec.js';
+import type { CgroupDriver, CgroupUsage, JobCgroup } from './cgroups/driver.js';
+import type { HostNamespaces } from './namespaces.js';
+import { CappedOutput } from './output.js';
+import type { PreparedRun } from './protocol.js';
+import { buildAndEnterRootfs } from './rootfs.js';
+import * as sys from './syscalls.js';
+
+export type KillReason = 'timeout' | 'output_limit' | 'cancelled';
+
+export interface SandboxContext {
+  host: HostNamespaces;
+  cgroups: CgroupDriver;
+  initPath: string;
+  mountDir: string;
+}
+
+const GO = new Uint8Array([0x67]);
+
+/** lid-init reports "STAGE ERRNO" when it cannot start the job; turn that into an error a user can act on. */
+function initFailure(report: string, run: PreparedRun): LidError {
+  const match = /^(.*) (\d+)$/.exec(report.trim());
+  const stage = match?.[1] ?? report;
+  const errno = Number(match?.[2] ?? 0);
+  const errnoName = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
+  if (stage === 'exec') {
+    const what = errnoName === 'ENOENT' ? 'was not found' : errnoName === 'EACCES' ? 'is not executable' : `could not be executed (${errnoName})`;
+    return new LidError('invalid_spec', `the command ${JSON.stringify(run.argv[0])} ${what} in the sandbox (PATH=${run.env.PATH ?? ''})`, { stage, errno: errnoName });
+  }
+  if (stage === 'chdir to the working directory') {
+    return new LidError('invalid_spec', `cannot enter the working directory ${JSON.stringify(run.cwd)} (${errnoName})`, { stage, errno: errnoName });
+  }
+  return new LidError('setup_failed', `sandbox init failed at "${stage}": ${errnoName}`, { stage, errno: errnoName });
+}
+
+export class Sandbox {
+  private child: ChildProcess | null = null;
+  private cgroup: JobCgroup | null = null;
+  private killReason: KillReason | null = null;
+  private statusFd = -1;
+  private readonly t0 = performance.now();
+  private tGate = 0;
+
+  constructor(
+    private readonly run: PreparedRun,
+    private readonly ctx: SandboxContext,
+    private readonly name: string,
+    private readonly onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+  ) {}
+
+  /** Kills every process of the sandbox. The result then reports the reason (a cancelled run reports none). */
+  kill(reason: KillReason): void {
+    this.killReason ??= reason;
+    this.child?.kill('SIGKILL');
+  }
+
+  /** Creates and starts the sandbox, then resolves with its result once it has ended and been cleaned up. */
+  async execute(): Promise<RunResult | 'cancelled'> {
+    try {
+      this.create();
+    } catch (e) {
+      await this.abandon();
+      throw e;
+    }
+    return this.supervise();
+  }
+
+  private create(): void {
+    const { run, ctx } = this;
+    this.cgroup = ctx.cgroups.create(this.name, { memoryBytes: run.limits.memoryBytes, cpus: run.limits.cpus, pids: run.limits.pids });
+    const [gateRead, gateWrite] = sys.pipe();
+    const [statusRead, statusWrite] = sys.pipe();
+    this.statusFd = statusRead;
+    try {
+      ctx.host.enterNew();
+      try {
+        // The init starts on the host's root, inside the new namespaces, and waits at its gate (fd 3).
+        const child = spawn(ctx.initPath, [String(run.uid), String(run.gid), run.cwd, ...run.argv], {
+          stdio: ['pipe', 'pipe', 'pipe', gateRead, statusWrite],
+          env: run.env,
+          cwd: '/',
+        });
+        child.on('error', () => {}); // a failed spawn leaves child.pid undefined: handled below
+        this.child = child;
+        if (child.pid === undefined) throw new LidError('setup_failed', `cannot start the sandbox init ${ctx.initPath}`);
+        sys.sethostname(run.hostname);
+        buildAndEnterRootfs({
+          layers: run.layers,
+          mountDir: ctx.mountDir,
+          diskBytes: run.limits.diskBytes,
+          files: run.files,
+          cwd: run.cwd,
+          uid: run.uid,
+          gid: run.gid,
+        });
+      } finally {
+        // If this fails the thread is unusable; the error reaches sandbox-thread.ts, which ends the thread.
+        ctx.host.restore();
+      }
+    } finally {
+      sys.close(gateRead);
+      sys.close(statusWrite);
+    }
+    try {
+      // Into the cgroup before its first instruction: the init still waits at its gate.
+      this.cgroup.attach(this.child.pid!);
+      this.tGate = performance.now();
+      sys.write(gateWrite, GO);
+    } finally {
+      sys.close(gateWrite);
+    }
+  }
+
+  /** After a failed create: end whatever was started and remove what was made. */
+  private async abandon(): Promise<void> {
+    const child = this.child;
+    if (child && child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    if (this.statusFd >= 0) sys.close(this.statusFd);
+    this.cgroup?.destroy();
+  }
+
+  private async supervise(): Promise<RunResult | 'cancelled'> {
+    const { run } = this;
+    const child = this.child!;
+    const overflow = () => this.kill('output_limit');
+    const stdout = new CappedOutput(run.limits.outputBytes, overflow, this.onOutput && ((c) => this.onOutput!('stdout', c)));
+    const stderr = new CappedOutput(run.limits.outputBytes, overflow, this.onOutput && ((c) => this.onOutput!('stderr', c)));
+    child.stdout!.on('data', (c: Buffer) => stdout.push(c));
+    child.stderr!.on('data', (c: Buffer) => stderr.push(c));
+    child.stdin!.on('error', () => {}); // the job may exit or close stdin without reading it all
+    child.stdin!.end(run.stdin ?? undefined);
+    const timer = setTimeout(() => this.kill('timeout'), run.limits.timeoutMs);
+
+    let tExit = 0;
+    const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+      let exit: [number | null, NodeJS.Signals | null] = [null, null];
+      child.once('exit', (code, sig) => {
+        exit = [code, sig];
+        tExit = performance.now();
+      });
+      child.once('close', () => resolve(exit));
+    });
+    if (tExit === 0) tExit = performance.now();
+    clearTimeout(timer);
+
+    const report = this.readStatus();
+    let usage: CgroupUsage;
+    try {
+      usage = this.cgroup!.usage();
+    } finally {
+      this.cgroup!.destroy();
+    }
+    const tDone = performance.now();
+    if (report) throw initFailure(report, run);
+    if (this.killReason === 'cancelled') return 'cancelled';
+
+    const status: RunStatus =
+      this.killReason ?? (usage.oomKills > 0 ? 'oom' : signal ? 'signaled' : exitCode !== 0 ? 'nonzero_exit' : 'ok');
+    return {
+      status,
+      exitCode,
+      signal,
+      stdout: stdout.bytes(),
+      stderr: stderr.bytes(),
+      stdoutTruncated: stdout.truncated,
+      stderrTruncated: stderr.truncated,
+      usage: {
+        wallMs: round(tExit - this.tGate),
+        cpuUserMs: round(usage.cpuUserMs),
+        cpuSystemMs: round(usage.cpuSystemMs),
+        memoryPeakBytes: usage.memoryPeakBytes,
+        pidsPeak: usage.pidsPeak,
+        oomKilled: usage.oomKills > 0,
+      },
+      timings: { setupMs: round(this.tGate - this.t0), runMs: round(tExit - this.tGate), teardownMs: round(tDone - tExit) },
+    };
+  }
+
+  private readStatus(): string {
+    const buf = Buffer.alloc(256);
+    try {
+      const n = fs.readSync(this.statusFd, buf); // the writer has exited or exec'd: this never blocks
+      return buf.subarray(0, n).toString();
+    } finally {
+      sys.close(this.statusFd);
+      this.statusFd = -1;
+    }
+  }
+}
+
+const round = (ms: number) => Math.round(ms * 100) / 100;
