@@ -1,0 +1,34 @@
+// The `lid` command: one program, a subcommand per part. Parsing and help come from commander; each subcommand
+// lives in its own file.
+import { Command } from 'commander';
+import { ConfigError, describeConfig, type LidConfig, loadConfig } from '../common/config.js';
+import { notBuilt } from './not-built.js';
+import { sandboxCommand } from './sandbox-run.js';
+
+export function buildProgram(config: LidConfig): Command {
+  const program = new Command('lid')
+    .description('Lid: a sandbox job runner. Runs untrusted commands in fresh, limited Linux containers.')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `\nEnvironment:\n${describeConfig().map((c) => `  ${c.env.padEnd(22)} ${c.doc}${c.default ? ` (default ${c.default})` : ''}`).join('\n')}`);
+  program.addCommand(sandboxCommand(config));
+  program.addCommand(notBuilt('up', 'run the whole service on this machine: Redis, gateway and a worker', 'the job service (gateway, queues, workers)'));
+  program.addCommand(notBuilt('gateway', 'run the HTTP gateway', 'the HTTP gateway'));
+  program.addCommand(notBuilt('worker', 'run a queue worker', 'the queue worker'));
+  program.addCommand(notBuilt('run', 'submit a job through the gateway', 'submitting through the gateway'));
+  program.addCommand(notBuilt('images', 'build, import, pull and manage images', 'the image store'));
+  program.addCommand(notBuilt('tenants', 'create and manage tenants and API keys', 'tenant management'));
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let config: LidConfig;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`lid: ${e.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  await buildProgram(config).parseAsync(argv);
+}

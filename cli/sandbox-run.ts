@@ -1,0 +1,180 @@
+// `lid sandbox run`: one sandbox from the command line, the runtime's CLI contract (kept stable: scripts rely on it).
+// Without --json the job's output passes through live and lid exits with the job's code (128+signal when killed,
+// 124 on timeout); with --json it prints exactly one JSON RunResult and exits 0 whenever the sandbox ran. When the
+// sandbox could not run at all, lid exits 125 (with --json: {"error": {...}} on stdout).
+import fs from 'node:fs';
+import os from 'node:os';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { LidConfig } from '../common/config.js';
+import { isLidError, LidError } from '../common/errors.js';
+import type { RunResult, RunSpecInput } from '../common/run-spec.js';
+import { parseDuration, parseSize } from '../common/units.js';
+import { SandboxRuntime } from '../runtime/index.js';
+import { resultToJson } from './result-json.js';
+
+export const EXIT_TIMEOUT = 124;
+export const EXIT_LID_FAILED = 125;
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function asSize(value: string): number {
+  try {
+    return parseSize(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+function asDuration(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+function asNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || value.trim() === '') throw new InvalidArgumentError(`"${value}" is not a number`);
+  return n;
+}
+
+interface RunFlags {
+  rootfs?: string;
+  image?: string;
+  memory?: number;
+  cpus?: number;
+  pids?: number;
+  timeout?: number;
+  outputLimit?: number;
+  disk?: number;
+  env: string[];
+  file: string[];
+  workdir?: string;
+  json?: boolean;
+}
+
+function parseEnv(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new LidError('invalid_spec', `--env ${JSON.stringify(pair)}: use NAME=VALUE`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}
+
+function readFiles(pairs: string[]): NonNullable<RunSpecInput['files']> {
+  return pairs.map((pair) => {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new LidError('invalid_spec', `--file ${JSON.stringify(pair)}: use SANDBOX_PATH=LOCAL_FILE`);
+    const local = pair.slice(eq + 1);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(local);
+    } catch {
+      throw new LidError('not_found', `--file ${JSON.stringify(pair)}: cannot read local file ${JSON.stringify(local)}`);
+    }
+    if (!st.isFile()) throw new LidError('invalid_spec', `--file ${JSON.stringify(pair)}: ${local} is not a regular file`);
+    return { path: pair.slice(0, eq), content: fs.readFileSync(local), mode: st.mode & 0o777 };
+  });
+}
+
+export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
+  if (flags.image) throw new LidError('unsupported', '--image needs the image store, which is not built yet; use --rootfs DIR');
+  if (!flags.rootfs) throw new LidError('invalid_spec', 'say which root filesystem to use: --rootfs DIR (or --image NAME)');
+  if (argv.length === 0) throw new LidError('invalid_spec', 'give the command to run after --, e.g. lid sandbox run --rootfs DIR -- /bin/echo hi');
+  const limits = Object.fromEntries(
+    Object.entries({
+      memoryBytes: flags.memory,
+      cpus: flags.cpus,
+      pids: flags.pids,
+      timeoutMs: flags.timeout,
+      outputBytes: flags.outputLimit,
+      diskBytes: flags.disk,
+    }).filter(([, v]) => v !== undefined),
+  );
+  return {
+    rootfs: flags.rootfs,
+    argv,
+    env: parseEnv(flags.env),
+    files: readFiles(flags.file),
+    ...(flags.workdir ? { cwd: flags.workdir } : {}),
+    limits,
+  };
+}
+
+/** The exit code lid returns for a job when passing its output through. */
+export function exitCodeFor(result: RunResult): number {
+  if (result.status === 'timeout') return EXIT_TIMEOUT;
+  if (result.signal) return 128 + (os.constants.signals[result.signal as NodeJS.Signals] ?? 0);
+  return result.exitCode ?? EXIT_LID_FAILED;
+}
+
+const NOTES: Partial<Record<RunResult['status'], (r: RunResult) => string>> = {
+  timeout: (r) => `timed out after ${r.usage.wallMs} ms; the sandbox was killed`,
+  oom: (r) => `out of memory (peak ${r.usage.memoryPeakBytes} bytes); the kernel killed the job`,
+  output_limit: () => 'output limit reached; the sandbox was killed and its output truncated',
+};
+
+async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): Promise<number> {
+  let runtime: SandboxRuntime | null = null;
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new Error('interrupted'));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const spec = buildSpec(flags, argv);
+    runtime = await SandboxRuntime.start({ cgroupParent: config.cgroupParent, mountDir: config.mountDir, threads: 1 });
+    const result = await runtime.run(spec, {
+      signal: controller.signal,
+      onOutput: flags.json ? undefined : (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
+    });
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(resultToJson(result))}\n`);
+      return 0;
+    }
+    const note = NOTES[result.status]?.(result);
+    if (note) process.stderr.write(`lid: ${note}\n`);
+    return exitCodeFor(result);
+  } catch (e) {
+    if (controller.signal.aborted) {
+      process.stderr.write('lid: interrupted; the sandbox was killed\n');
+      return 130;
+    }
+    const error = isLidError(e) ? e.toJSON() : { code: 'internal', message: (e as Error).message };
+    if (flags.json) process.stdout.write(`${JSON.stringify({ error })}\n`);
+    process.stderr.write(`lid: ${error.message}\n`);
+    return EXIT_LID_FAILED;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await runtime?.close();
+  }
+}
+
+export function sandboxCommand(config: LidConfig): Command {
+  const sandbox = new Command('sandbox').description('run commands in sandboxes directly on this machine (no queue, no gateway)');
+  sandbox
+    .command('run')
+    .description('run one command in a fresh sandbox and pass its output through')
+    .usage('(--rootfs DIR | --image NAME) [options] -- CMD [ARG...]')
+    .option('--rootfs <dir>', 'root filesystem directory (used read-only; writes go to a private layer)')
+    .option('--image <name>', 'image from the image store (not built yet)')
+    .option('--memory <size>', 'memory limit, no swap (e.g. 64m)', asSize)
+    .option('--cpus <n>', 'CPU limit as a fraction of cores (e.g. 0.5)', asNumber)
+    .option('--pids <n>', 'most processes and threads at once', asNumber)
+    .option('--timeout <duration>', 'wall-clock limit (e.g. 5s, 250ms, 2m)', asDuration)
+    .option('--output-limit <size>', 'most bytes kept per output stream; more kills the job (e.g. 1m)', asSize)
+    .option('--disk <size>', 'size of the writable layer (e.g. 64m)', asSize)
+    .addOption(new Option('--env <K=V>', 'environment variable for the job (repeatable)').argParser(collect).default([]))
+    .addOption(new Option('--file <SANDBOX_PATH=LOCAL_FILE>', 'copy a local file into the sandbox before it starts (repeatable)').argParser(collect).default([]))
+    .option('--workdir <dir>', 'working directory inside the sandbox (created if missing)')
+    .option('--json', 'print one JSON RunResult instead of passing output through')
+    .argument('[command...]', 'the command and its arguments, after --')
+    .addHelpText('after', '\nExit status: the job\'s own; 128+N when killed by signal N; 124 on timeout; 125 when the sandbox could not run.\nWith --json: 0 whenever the sandbox ran.\n\nExample:\n  lid sandbox run --rootfs ./rootfs --memory 64m --timeout 5s -- /bin/sh -c \'echo hello from $(hostname)\'')
+    .action(async (command: string[], flags: RunFlags) => {
+      process.exitCode = await runCommand(config, command, flags);
+    });
+  return sandbox;
+}
