@@ -2,6 +2,7 @@
 // lives in its own file.
 import { Command } from 'commander';
 import { ConfigError, describeConfig, type LidConfig, loadConfig } from '../common/config.js';
+import { ensureInitBinary } from '../runtime/init/init-binary.js';
 import { notBuilt } from './not-built.js';
 import { sandboxCommand } from './sandbox-run.js';
 
@@ -9,14 +10,32 @@ export function buildProgram(config: LidConfig): Command {
   const program = new Command('lid')
     .description('Lid: a sandbox job runner. Runs untrusted commands in fresh, limited Linux containers.')
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', `\nEnvironment:\n${describeConfig().map((c) => `  ${c.env.padEnd(22)} ${c.doc}${c.default ? ` (default ${c.default})` : ''}`).join('\n')}`);
+    .addHelpText(
+      'after',
+      `\nEnvironment:\n${describeConfig()
+        .map((c) => `  ${c.env.padEnd(22)} ${c.doc}${c.default ? ` (default ${c.default})` : ''}`)
+        .join('\n')}`,
+    );
   program.addCommand(sandboxCommand(config));
-  program.addCommand(notBuilt('up', 'run the whole service on this machine: Redis, gateway and a worker', 'the job service (gateway, queues, workers)'));
+  program.addCommand(
+    notBuilt(
+      'up',
+      'run the whole service on this machine: Redis, gateway and a worker',
+      'the job service (gateway, queues, workers)',
+    ),
+  );
   program.addCommand(notBuilt('gateway', 'run the HTTP gateway', 'the HTTP gateway'));
   program.addCommand(notBuilt('worker', 'run a queue worker', 'the queue worker'));
   program.addCommand(notBuilt('run', 'submit a job through the gateway', 'submitting through the gateway'));
   program.addCommand(notBuilt('images', 'build, import, pull and manage images', 'the image store'));
   program.addCommand(notBuilt('tenants', 'create and manage tenants and API keys', 'tenant management'));
+  // Used by `npm run build`: compiles the sandbox init ahead of the first sandbox.
+  program.addCommand(
+    new Command('build-init').description('compile the sandbox init (part of npm run build)').action(() => {
+      process.stdout.write(`built ${ensureInitBinary()}\n`);
+    }),
+    { hidden: true },
+  );
   return program;
 }
 

@@ -73,17 +73,27 @@ function readFiles(pairs: string[]): NonNullable<RunSpecInput['files']> {
     try {
       st = fs.statSync(local);
     } catch {
-      throw new LidError('not_found', `--file ${JSON.stringify(pair)}: cannot read local file ${JSON.stringify(local)}`);
+      throw new LidError(
+        'not_found',
+        `--file ${JSON.stringify(pair)}: cannot read local file ${JSON.stringify(local)}`,
+      );
     }
-    if (!st.isFile()) throw new LidError('invalid_spec', `--file ${JSON.stringify(pair)}: ${local} is not a regular file`);
+    if (!st.isFile())
+      throw new LidError('invalid_spec', `--file ${JSON.stringify(pair)}: ${local} is not a regular file`);
     return { path: pair.slice(0, eq), content: fs.readFileSync(local), mode: st.mode & 0o777 };
   });
 }
 
 export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
-  if (flags.image) throw new LidError('unsupported', '--image needs the image store, which is not built yet; use --rootfs DIR');
-  if (!flags.rootfs) throw new LidError('invalid_spec', 'say which root filesystem to use: --rootfs DIR (or --image NAME)');
-  if (argv.length === 0) throw new LidError('invalid_spec', 'give the command to run after --, e.g. lid sandbox run --rootfs DIR -- /bin/echo hi');
+  if (flags.image)
+    throw new LidError('unsupported', '--image needs the image store, which is not built yet; use --rootfs DIR');
+  if (!flags.rootfs)
+    throw new LidError('invalid_spec', 'say which root filesystem to use: --rootfs DIR (or --image NAME)');
+  if (argv.length === 0)
+    throw new LidError(
+      'invalid_spec',
+      'give the command to run after --, e.g. lid sandbox run --rootfs DIR -- /bin/echo hi',
+    );
   const limits = Object.fromEntries(
     Object.entries({
       memoryBytes: flags.memory,
@@ -128,7 +138,9 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
     runtime = await SandboxRuntime.start({ cgroupParent: config.cgroupParent, mountDir: config.mountDir, threads: 1 });
     const result = await runtime.run(spec, {
       signal: controller.signal,
-      onOutput: flags.json ? undefined : (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
+      onOutput: flags.json
+        ? undefined
+        : (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
     });
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(resultToJson(result))}\n`);
@@ -154,7 +166,9 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
 }
 
 export function sandboxCommand(config: LidConfig): Command {
-  const sandbox = new Command('sandbox').description('run commands in sandboxes directly on this machine (no queue, no gateway)');
+  const sandbox = new Command('sandbox').description(
+    'run commands in sandboxes directly on this machine (no queue, no gateway)',
+  );
   sandbox
     .command('run')
     .description('run one command in a fresh sandbox and pass its output through')
@@ -167,12 +181,21 @@ export function sandboxCommand(config: LidConfig): Command {
     .option('--timeout <duration>', 'wall-clock limit (e.g. 5s, 250ms, 2m)', asDuration)
     .option('--output-limit <size>', 'most bytes kept per output stream; more kills the job (e.g. 1m)', asSize)
     .option('--disk <size>', 'size of the writable layer (e.g. 64m)', asSize)
-    .addOption(new Option('--env <K=V>', 'environment variable for the job (repeatable)').argParser(collect).default([]))
-    .addOption(new Option('--file <SANDBOX_PATH=LOCAL_FILE>', 'copy a local file into the sandbox before it starts (repeatable)').argParser(collect).default([]))
+    .addOption(
+      new Option('--env <K=V>', 'environment variable for the job (repeatable)').argParser(collect).default([]),
+    )
+    .addOption(
+      new Option('--file <SANDBOX_PATH=LOCAL_FILE>', 'copy a local file into the sandbox before it starts (repeatable)')
+        .argParser(collect)
+        .default([]),
+    )
     .option('--workdir <dir>', 'working directory inside the sandbox (created if missing)')
     .option('--json', 'print one JSON RunResult instead of passing output through')
     .argument('[command...]', 'the command and its arguments, after --')
-    .addHelpText('after', '\nExit status: the job\'s own; 128+N when killed by signal N; 124 on timeout; 125 when the sandbox could not run.\nWith --json: 0 whenever the sandbox ran.\n\nExample:\n  lid sandbox run --rootfs ./rootfs --memory 64m --timeout 5s -- /bin/sh -c \'echo hello from $(hostname)\'')
+    .addHelpText(
+      'after',
+      "\nExit status: the job's own; 128+N when killed by signal N; 124 on timeout; 125 when the sandbox could not run.\nWith --json: 0 whenever the sandbox ran.\n\nExample:\n  lid sandbox run --rootfs ./rootfs --memory 64m --timeout 5s -- /bin/sh -c 'echo hello from $(hostname)'",
+    )
     .action(async (command: string[], flags: RunFlags) => {
       process.exitCode = await runCommand(config, command, flags);
     });

@@ -7,10 +7,30 @@ const positiveInt = z.coerce.number().int().positive();
 const cgroupPath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute cgroup path such as /lid');
 
 const TABLE = {
-  dataDir: { env: 'LID_DATA_DIR', default: './var', schema: z.string().min(1), doc: 'where Lid keeps its state (images, embedded Redis)' },
-  cgroupParent: { env: 'LID_CGROUP_PARENT', default: undefined, schema: cgroupPath.optional(), doc: 'cgroup under which Lid makes its own (default: the one it runs in)' },
-  mountDir: { env: 'LID_MOUNT_DIR', default: '/run/lid/rootfs', schema: z.string().startsWith('/'), doc: 'empty directory used as a mount point inside each sandbox (never mounted on the host)' },
-  sandboxThreads: { env: 'LID_SANDBOX_THREADS', default: undefined, schema: positiveInt.max(64).optional(), doc: 'spawner threads per process (default: CPUs, 2..8)' },
+  dataDir: {
+    env: 'LID_DATA_DIR',
+    default: './var',
+    schema: z.string().min(1),
+    doc: 'where Lid keeps its state (images, embedded Redis)',
+  },
+  cgroupParent: {
+    env: 'LID_CGROUP_PARENT',
+    default: undefined,
+    schema: cgroupPath.optional(),
+    doc: 'cgroup under which Lid makes its own (default: the one it runs in)',
+  },
+  mountDir: {
+    env: 'LID_MOUNT_DIR',
+    default: '/run/lid/rootfs',
+    schema: z.string().startsWith('/'),
+    doc: 'empty directory used as a mount point inside each sandbox (never mounted on the host)',
+  },
+  sandboxThreads: {
+    env: 'LID_SANDBOX_THREADS',
+    default: undefined,
+    schema: positiveInt.max(64).optional(),
+    doc: 'spawner threads per process (default: CPUs, 2..8)',
+  },
 } as const;
 
 type Table = typeof TABLE;
@@ -26,7 +46,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LidConfig {
     const raw = env[entry.env];
     const parsed = (entry.schema as z.ZodType).safeParse(raw === undefined || raw === '' ? entry.default : raw);
     if (!parsed.success) {
-      throw new ConfigError(`${entry.env}=${JSON.stringify(raw)} is invalid: ${parsed.error.issues[0]?.message} (${entry.doc})`);
+      throw new ConfigError(
+        `${entry.env}=${JSON.stringify(raw)} is invalid: ${parsed.error.issues[0]?.message} (${entry.doc})`,
+      );
     }
     out[key] = parsed.data;
   }

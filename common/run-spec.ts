@@ -47,7 +47,7 @@ export const LimitsSchema = z
   .prefault({});
 export type Limits = z.output<typeof LimitsSchema>;
 
-const bytes = z.union([z.string(), z.instanceof(Uint8Array)]);
+const bytes = z.union([z.string(), z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'must be text or bytes')]);
 
 /** A path inside the sandbox: absolute, already normal, and not under the kernel-provided trees. */
 export const SandboxPath = z
@@ -70,13 +70,30 @@ const posixName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid 
 export const RunSpecSchema = z.strictObject({
   /** Read-only layer directories, bottom first (OCI order), or a single root directory. */
   rootfs: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(128)]),
-  argv: z.array(z.string().refine((a) => !a.includes('\0'), 'must not contain NUL bytes')).min(1, 'argv needs a command'),
-  env: z.record(posixName, z.string().refine((v) => !v.includes('\0'), 'must not contain NUL bytes')).default({}),
+  argv: z
+    .array(z.string().refine((a) => !a.includes('\0'), 'must not contain NUL bytes'))
+    .min(1, 'argv needs a command'),
+  env: z
+    .record(
+      posixName,
+      z.string().refine((v) => !v.includes('\0'), 'must not contain NUL bytes'),
+    )
+    .default({}),
   cwd: SandboxPath.default('/'),
   stdin: bytes.optional(),
   files: z.array(SandboxFileSchema).max(1000, 'at most 1000 files').default([]),
-  uid: z.number().int().min(1, 'uid 0 is not allowed: jobs run unprivileged').max(2 ** 31 - 2).default(65534),
-  gid: z.number().int().min(1, 'gid 0 is not allowed: jobs run unprivileged').max(2 ** 31 - 2).default(65534),
+  uid: z
+    .number()
+    .int()
+    .min(1, 'uid 0 is not allowed: jobs run unprivileged')
+    .max(2 ** 31 - 2)
+    .default(65534),
+  gid: z
+    .number()
+    .int()
+    .min(1, 'gid 0 is not allowed: jobs run unprivileged')
+    .max(2 ** 31 - 2)
+    .default(65534),
   hostname: z
     .string()
     .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$/, 'must be a hostname label (letters, digits, -; at most 63)')

@@ -26,7 +26,11 @@ export function parseDuration(text: string): number {
 
 /** Formats bytes the way parseSize reads them, for messages ("64m"). */
 export function formatSize(bytes: number): string {
-  for (const [suffix, unit] of [['g', 1024 ** 3], ['m', 1024 ** 2], ['k', 1024]] as const) {
+  for (const [suffix, unit] of [
+    ['g', 1024 ** 3],
+    ['m', 1024 ** 2],
+    ['k', 1024],
+  ] as const) {
     if (bytes >= unit && bytes % unit === 0) return `${bytes / unit}${suffix}`;
   }
   return `${bytes}`;

@@ -24,7 +24,10 @@ export class HostNamespaces {
   private readonly cwdFd: number;
 
   constructor() {
-    this.nsFds = SANDBOX_NAMESPACES.map((ns) => ({ flag: ns.flag, fd: fs.openSync(`/proc/thread-self/ns/${ns.file}`, 'r') }));
+    this.nsFds = SANDBOX_NAMESPACES.map((ns) => ({
+      flag: ns.flag,
+      fd: fs.openSync(`/proc/thread-self/ns/${ns.file}`, 'r'),
+    }));
     this.rootFd = fs.openSync('/', fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     this.cwdFd = fs.openSync('.', fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   }

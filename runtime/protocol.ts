@@ -12,7 +12,14 @@ export interface PreparedRun {
   uid: number;
   gid: number;
   hostname: string;
-  limits: { timeoutMs: number; memoryBytes: number; cpus: number; pids: number; outputBytes: number; diskBytes: number };
+  limits: {
+    timeoutMs: number;
+    memoryBytes: number;
+    cpus: number;
+    pids: number;
+    outputBytes: number;
+    diskBytes: number;
+  };
   streamOutput: boolean;
 }
 

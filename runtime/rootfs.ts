@@ -33,11 +33,18 @@ const MAX_MOUNT_DATA = 4095; // the kernel copies at most one page of mount opti
 /** overlayfs options: lowerdir lists the top layer first. Pure; refuses paths overlayfs cannot parse. */
 export function overlayOptions(layersBottomFirst: string[], upper: string, work: string): string {
   for (const dir of [...layersBottomFirst, upper, work]) {
-    if (/[:,\\]/.test(dir)) throw new LidError('invalid_spec', `layer path ${JSON.stringify(dir)} contains ":", "," or "\\", which overlayfs cannot take`);
+    if (/[:,\\]/.test(dir))
+      throw new LidError(
+        'invalid_spec',
+        `layer path ${JSON.stringify(dir)} contains ":", "," or "\\", which overlayfs cannot take`,
+      );
   }
   const options = `lowerdir=${[...layersBottomFirst].reverse().join(':')},upperdir=${upper},workdir=${work}`;
   if (options.length > MAX_MOUNT_DATA) {
-    throw new LidError('invalid_spec', `${layersBottomFirst.length} layers make overlay options of ${options.length} bytes; the kernel takes ${MAX_MOUNT_DATA}`);
+    throw new LidError(
+      'invalid_spec',
+      `${layersBottomFirst.length} layers make overlay options of ${options.length} bytes; the kernel takes ${MAX_MOUNT_DATA}`,
+    );
   }
   return options;
 }
@@ -76,7 +83,10 @@ function ensureUpperDirs(upper: string, layersTopFirst: string[], dir: string, u
     if (inUpper?.isDirectory()) continue;
     const below = lowerStat(layersTopFirst, rel);
     if (below && !below.isDirectory()) {
-      throw new LidError('invalid_spec', `cannot place a file under ${rel}: the image has a ${below.isSymbolicLink() ? 'symlink' : 'file'} there`);
+      throw new LidError(
+        'invalid_spec',
+        `cannot place a file under ${rel}: the image has a ${below.isSymbolicLink() ? 'symlink' : 'file'} there`,
+      );
     }
     fs.mkdirSync(target, { mode: 0o755 });
     if (below) {
@@ -96,10 +106,15 @@ function placeFiles(upper: string, plan: RootfsPlan): void {
   for (const file of plan.files) {
     ensureUpperDirs(upper, layersTopFirst, path.dirname(file.path), plan.uid, plan.gid);
     const below = lowerStat(layersTopFirst, file.path);
-    if (below?.isDirectory()) throw new LidError('invalid_spec', `cannot place a file at ${file.path}: the image has a directory there`);
+    if (below?.isDirectory())
+      throw new LidError('invalid_spec', `cannot place a file at ${file.path}: the image has a directory there`);
     const target = upper + file.path;
     // O_EXCL|O_NOFOLLOW: the upper layer is fresh and ours; never write through anything that already exists.
-    const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, file.mode);
+    const fd = fs.openSync(
+      target,
+      fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+      file.mode,
+    );
     try {
       fs.writeSync(fd, typeof file.content === 'string' ? Buffer.from(file.content) : file.content);
       fs.fchownSync(fd, plan.uid, plan.gid);

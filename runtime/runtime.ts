@@ -44,7 +44,8 @@ interface SpawnerThread {
 }
 
 function createThreadWorker(config: ThreadConfig): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sandbox-thread.js', import.meta.url), { workerData: config });
+  if (!import.meta.url.endsWith('.ts'))
+    return new Worker(new URL('./sandbox-thread.js', import.meta.url), { workerData: config });
   // Running from the TypeScript sources (tests, tsx): register tsx's loader in the thread before loading its entry.
   const tsx = import.meta.resolve('tsx/esm/api');
   const entry = new URL('./sandbox-thread.ts', import.meta.url).href;
@@ -53,7 +54,8 @@ function createThreadWorker(config: ThreadConfig): Worker {
 }
 
 function rehydrate(error: { name: string; message: string; code?: string; details?: Record<string, unknown> }): Error {
-  if (error.name === 'LidError' && error.code) return new LidError(error.code as LidError['code'], error.message, error.details);
+  if (error.name === 'LidError' && error.code)
+    return new LidError(error.code as LidError['code'], error.message, error.details);
   return new LidError('setup_failed', error.message, { cause: error.name });
 }
 
@@ -68,7 +70,8 @@ export class SandboxRuntime {
   ) {}
 
   static async start(options: RuntimeOptions = {}): Promise<SandboxRuntime> {
-    if (process.getuid?.() !== 0) throw new LidError('unsupported', 'the sandbox runtime needs root (it creates namespaces, mounts and cgroups)');
+    if (process.getuid?.() !== 0)
+      throw new LidError('unsupported', 'the sandbox runtime needs root (it creates namespaces, mounts and cgroups)');
     const initPath = ensureInitBinary();
     sys.markCloseOnExecFrom(3); // no descriptor this process inherited may reach a sandbox (kernel fact 10)
     const mountDir = options.mountDir ?? DEFAULT_MOUNT_DIR;
@@ -105,7 +108,8 @@ export class SandboxRuntime {
         if (msg.type === 'output') return pending.onOutput?.(msg.stream, msg.chunk);
         thread.pending.delete(msg.id);
         if (msg.type === 'result') pending.resolve(msg.result);
-        else if (msg.type === 'cancelled') pending.reject(pending.signal?.reason ?? new DOMException('cancelled', 'AbortError'));
+        else if (msg.type === 'cancelled')
+          pending.reject(pending.signal?.reason ?? new DOMException('cancelled', 'AbortError'));
         else pending.reject(rehydrate(msg.error));
       });
       const lost = (why: string) => {
@@ -126,7 +130,11 @@ export class SandboxRuntime {
     const parsed = RunSpecSchema.safeParse(input);
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
-      throw new LidError('invalid_spec', `invalid run spec: ${issues.map((i) => `${i.path || '(spec)'}: ${i.message}`).join('; ')}`, { issues });
+      throw new LidError(
+        'invalid_spec',
+        `invalid run spec: ${issues.map((i) => `${i.path || '(spec)'}: ${i.message}`).join('; ')}`,
+        { issues },
+      );
     }
     const spec = parsed.data;
     const layers = (typeof spec.rootfs === 'string' ? [spec.rootfs] : spec.rootfs).map((l) => path.resolve(l));

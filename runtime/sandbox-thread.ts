@@ -52,7 +52,12 @@ port.on('message', (msg: ToThread) => {
   const onOutput = msg.run.streamOutput
     ? (stream: 'stdout' | 'stderr', chunk: Buffer) => send({ type: 'output', id: msg.id, stream, chunk })
     : undefined;
-  const sandbox = new Sandbox(msg.run, { host, cgroups, initPath: config.initPath, mountDir: config.mountDir }, `job-${msg.id}`, onOutput);
+  const sandbox = new Sandbox(
+    msg.run,
+    { host, cgroups, initPath: config.initPath, mountDir: config.mountDir },
+    `job-${msg.id}`,
+    onOutput,
+  );
   running.set(msg.id, sandbox);
   void execute(msg.id, sandbox);
 });

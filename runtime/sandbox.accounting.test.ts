@@ -9,7 +9,11 @@ describePrivileged('sandbox accounting', () => {
   const h = useSandboxes();
 
   it('reports ~1 s of CPU for a job that burns 1 s of CPU (within 10%)', async () => {
-    const r = await h.run({ argv: ['/probe', 'spin', '1000'], files: [h.probeFile()], limits: { cpus: 1, timeoutMs: 10_000 } });
+    const r = await h.run({
+      argv: ['/probe', 'spin', '1000'],
+      files: [h.probeFile()],
+      limits: { cpus: 1, timeoutMs: 10_000 },
+    });
     expect(r.status).toBe('ok');
     const cpu = r.usage.cpuUserMs + r.usage.cpuSystemMs;
     expect(cpu).toBeGreaterThanOrEqual(900);
@@ -17,13 +21,21 @@ describePrivileged('sandbox accounting', () => {
   });
 
   it('holds a job to its CPU share (0.5 CPU: about half a second of CPU per second)', async () => {
-    const r = await h.run({ argv: ['/probe', 'spin', '400'], files: [h.probeFile()], limits: { cpus: 0.5, timeoutMs: 10_000 } });
+    const r = await h.run({
+      argv: ['/probe', 'spin', '400'],
+      files: [h.probeFile()],
+      limits: { cpus: 0.5, timeoutMs: 10_000 },
+    });
     expect(r.status).toBe('ok');
     expect(r.usage.wallMs).toBeGreaterThan(700); // 400 ms of CPU at half a core takes ~800 ms
   });
 
   it('reports a memory peak of at least 100 MB for a job that touches 100 MB', async () => {
-    const r = await h.run({ argv: ['/probe', 'alloc', '100'], files: [h.probeFile()], limits: { memoryBytes: 256 * MiB } });
+    const r = await h.run({
+      argv: ['/probe', 'alloc', '100'],
+      files: [h.probeFile()],
+      limits: { memoryBytes: 256 * MiB },
+    });
     expect(r.status).toBe('ok');
     expect(r.out).toBe('touched\n');
     expect(r.usage.memoryPeakBytes).toBeGreaterThanOrEqual(100 * MiB);
@@ -31,13 +43,21 @@ describePrivileged('sandbox accounting', () => {
   });
 
   it('has the job in its cgroup before its first instruction: an immediate allocation past the limit is caught', async () => {
-    const r = await h.run({ argv: ['/probe', 'alloc', '64'], files: [h.probeFile()], limits: { memoryBytes: 16 * MiB } });
+    const r = await h.run({
+      argv: ['/probe', 'alloc', '64'],
+      files: [h.probeFile()],
+      limits: { memoryBytes: 16 * MiB },
+    });
     expect(r.status).toBe('oom');
     expect(r.out).toBe('');
   });
 
   it('reports exit codes, signals and phase timings', async () => {
-    expect(await h.run({ argv: ['sh', '-c', 'exit 7'] })).toMatchObject({ status: 'nonzero_exit', exitCode: 7, signal: null });
+    expect(await h.run({ argv: ['sh', '-c', 'exit 7'] })).toMatchObject({
+      status: 'nonzero_exit',
+      exitCode: 7,
+      signal: null,
+    });
     const crash = await h.run({ argv: ['/probe', 'segv'], files: [h.probeFile()] });
     expect(crash).toMatchObject({ status: 'signaled', exitCode: null, signal: 'SIGSEGV' });
     const ok = await h.run({ argv: ['true'] });

@@ -22,7 +22,9 @@ describePrivileged('sandbox isolation', () => {
   });
 
   it('gives the job an empty network namespace with only loopback, which is up', async () => {
-    const r = await h.run({ argv: ['sh', '-c', 'cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " "; ip link show lo'] });
+    const r = await h.run({
+      argv: ['sh', '-c', 'cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " "; ip link show lo'],
+    });
     const lines = r.out.trim().split('\n');
     expect(lines[0]).toBe('lo');
     expect(lines[1]).toMatch(/lo:.*UP/);
@@ -33,7 +35,9 @@ describePrivileged('sandbox isolation', () => {
     const marker = `/tmp/lid-host-marker-${process.pid}`;
     fs.writeFileSync(marker, 'host secret');
     try {
-      const r = await h.run({ argv: ['sh', '-c', `ls /; test -e ${marker} && echo LEAK; test -e /work && echo LEAK; cat /etc/image-marker`] });
+      const r = await h.run({
+        argv: ['sh', '-c', `ls /; test -e ${marker} && echo LEAK; test -e /work && echo LEAK; cat /etc/image-marker`],
+      });
       expect(r.out).not.toContain('LEAK');
       expect(r.out).toContain('busybox test image');
       expect(r.out.split('\n').slice(0, -2).sort()).toEqual(['bin', 'dev', 'etc', 'proc', 'root', 'tmp']);
@@ -43,17 +47,51 @@ describePrivileged('sandbox isolation', () => {
   });
 
   it('runs as an unprivileged uid with no capabilities, no_new_privs and a seccomp filter', async () => {
-    const r = await h.run({ argv: ['sh', '-c', 'id -u; id -g; grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):" /proc/self/status'], uid: 1234, gid: 2345 });
+    const r = await h.run({
+      argv: [
+        'sh',
+        '-c',
+        'id -u; id -g; grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):" /proc/self/status',
+      ],
+      uid: 1234,
+      gid: 2345,
+    });
     const [uid, gid, ...status] = r.out.trim().split('\n');
     expect([uid, gid]).toEqual(['1234', '2345']);
     const fields = Object.fromEntries(status.map((l) => l.split(/:\s+/)));
-    expect(fields).toEqual({ CapPrm: '0000000000000000', CapEff: '0000000000000000', CapBnd: '0000000000000000', CapAmb: '0000000000000000', NoNewPrivs: '1', Seccomp: '2' });
+    expect(fields).toEqual({
+      CapPrm: '0000000000000000',
+      CapEff: '0000000000000000',
+      CapBnd: '0000000000000000',
+      CapAmb: '0000000000000000',
+      NoNewPrivs: '1',
+      Seccomp: '2',
+    });
   });
 
   it('denies user namespaces, keyctl, bpf, perf_event_open, userfaultfd, io_uring, ptrace, kexec, modules and mount', async () => {
     const r = await h.run({ argv: ['/probe', 'syscalls'], files: [h.probeFile()] });
-    const results = Object.fromEntries(r.out.trim().split('\n').map((l) => l.split(' ')));
-    for (const call of ['unshare_user', 'clone_user', 'keyctl', 'bpf', 'perf_event_open', 'userfaultfd', 'io_uring_setup', 'ptrace', 'kexec_load', 'init_module', 'finit_module', 'delete_module', 'mount']) {
+    const results = Object.fromEntries(
+      r.out
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')),
+    );
+    for (const call of [
+      'unshare_user',
+      'clone_user',
+      'keyctl',
+      'bpf',
+      'perf_event_open',
+      'userfaultfd',
+      'io_uring_setup',
+      'ptrace',
+      'kexec_load',
+      'init_module',
+      'finit_module',
+      'delete_module',
+      'mount',
+    ]) {
       expect(results[call], call).toBe('EPERM');
     }
     expect(results.getpid).toBe('OK'); // the probe itself worked: the EPERMs are answers, not a broken probe
@@ -66,7 +104,13 @@ describePrivileged('sandbox isolation', () => {
     const masked = ['/proc/kcore', '/proc/sysrq-trigger', '/proc/keys'].filter((p) => fs.existsSync(p));
     expect(masked).toContain('/proc/keys');
     const script = masked.map((p) => `echo ${p} $(stat -c %t:%T ${p}) $(wc -c < ${p})`).join('; ');
-    const r = await h.run({ argv: ['sh', '-c', `${script}; echo x > /proc/sysrq-trigger 2>/dev/null && echo written; grep -E " /proc/sys " /proc/mounts`] });
+    const r = await h.run({
+      argv: [
+        'sh',
+        '-c',
+        `${script}; echo x > /proc/sysrq-trigger 2>/dev/null && echo written; grep -E " /proc/sys " /proc/mounts`,
+      ],
+    });
     const lines = r.out.trim().split('\n');
     for (const [i, p] of masked.entries()) expect(lines[i]).toBe(`${p} 1:3 0`);
     expect(r.out).not.toContain('written');
@@ -74,7 +118,13 @@ describePrivileged('sandbox isolation', () => {
   });
 
   it('gives the job a minimal /dev: null, zero, full, random, urandom, tty, pts and shm', async () => {
-    const r = await h.run({ argv: ['sh', '-c', 'ls /dev; echo hi > /dev/null && head -c 4 /dev/zero | wc -c; head -c 8 /dev/urandom | wc -c; echo x > /dev/full || echo full'] });
+    const r = await h.run({
+      argv: [
+        'sh',
+        '-c',
+        'ls /dev; echo hi > /dev/null && head -c 4 /dev/zero | wc -c; head -c 8 /dev/urandom | wc -c; echo x > /dev/full || echo full',
+      ],
+    });
     const lines = r.out.trim().split('\n');
     expect(lines.slice(0, 8).sort()).toEqual(['full', 'null', 'pts', 'random', 'shm', 'tty', 'urandom', 'zero']);
     expect(lines.slice(8).map((l) => l.trim())).toEqual(['4', '8', 'full']);
@@ -82,10 +132,13 @@ describePrivileged('sandbox isolation', () => {
 
   it('mounts everything nosuid, and only the sandbox tree is visible (pivot_root, old root detached)', async () => {
     const r = await h.run({ argv: ['cat', '/proc/self/mountinfo'] });
-    const mounts = r.out.trim().split('\n').map((l) => {
-      const [left, right] = l.split(' - ');
-      return { point: left!.split(' ')[4]!, opts: left!.split(' ')[5]!, fstype: right!.split(' ')[0]! };
-    });
+    const mounts = r.out
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [left, right] = l.split(' - ');
+        return { point: left!.split(' ')[4]!, opts: left!.split(' ')[5]!, fstype: right!.split(' ')[0]! };
+      });
     expect(mounts[0]).toMatchObject({ point: '/', fstype: 'overlay' });
     for (const m of mounts) expect(m.opts.split(','), m.point).toContain('nosuid');
     const points = new Set(mounts.map((m) => m.point));
@@ -96,7 +149,10 @@ describePrivileged('sandbox isolation', () => {
     process.env.LID_TEST_SECRET = 'must-not-leak';
     try {
       const r = await h.run({ argv: ['env'], env: { GREETING: 'hello' } });
-      expect(r.out.trim().split('\n').sort()).toEqual(['GREETING=hello', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+      expect(r.out.trim().split('\n').sort()).toEqual([
+        'GREETING=hello',
+        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      ]);
     } finally {
       delete process.env.LID_TEST_SECRET;
     }

@@ -9,13 +9,16 @@ const MiB = 1024 * 1024;
 
 /** Host processes whose command line contains a marker (processes a job tried to leave behind). */
 function hostProcessesWith(marker: string): number[] {
-  return fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
-    try {
-      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker) ? [Number(p)] : [];
-    } catch {
-      return [];
-    }
-  });
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .flatMap((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker) ? [Number(p)] : [];
+      } catch {
+        return [];
+      }
+    });
 }
 
 describePrivileged('sandbox limits', () => {
@@ -45,7 +48,10 @@ describePrivileged('sandbox limits', () => {
 
   it('kills processes that double-fork or call setsid when the job ends', async () => {
     const marker = `${1000 + (process.pid % 1000)}.123`;
-    const r = await h.run({ argv: ['sh', '-c', `(sleep ${marker} &); setsid sleep ${marker} & sleep 0.2; echo started`], limits: { timeoutMs: 5000 } });
+    const r = await h.run({
+      argv: ['sh', '-c', `(sleep ${marker} &); setsid sleep ${marker} & sleep 0.2; echo started`],
+      limits: { timeoutMs: 5000 },
+    });
     expect(r.out).toBe('started\n');
     expect(hostProcessesWith(marker)).toEqual([]);
   });
@@ -63,7 +69,11 @@ describePrivileged('sandbox limits', () => {
   it('gives a job that fills its disk ENOSPC, at no cost to the host', async () => {
     const hostFree = fs.statfsSync('/tmp').bavail;
     const r = await h.run({
-      argv: ['sh', '-c', 'dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo dd=$?; dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 2>&1 | tail -1'],
+      argv: [
+        'sh',
+        '-c',
+        'dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo dd=$?; dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 2>&1 | tail -1',
+      ],
       limits: { diskBytes: 8 * MiB, memoryBytes: 256 * MiB },
     });
     expect(r.out).toMatch(/No space left on device/);

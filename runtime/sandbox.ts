@@ -32,11 +32,24 @@ function initFailure(report: string, run: PreparedRun): LidError {
   const errno = Number(match?.[2] ?? 0);
   const errnoName = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
   if (stage === 'exec') {
-    const what = errnoName === 'ENOENT' ? 'was not found' : errnoName === 'EACCES' ? 'is not executable' : `could not be executed (${errnoName})`;
-    return new LidError('invalid_spec', `the command ${JSON.stringify(run.argv[0])} ${what} in the sandbox (PATH=${run.env.PATH ?? ''})`, { stage, errno: errnoName });
+    const what =
+      errnoName === 'ENOENT'
+        ? 'was not found'
+        : errnoName === 'EACCES'
+          ? 'is not executable'
+          : `could not be executed (${errnoName})`;
+    return new LidError(
+      'invalid_spec',
+      `the command ${JSON.stringify(run.argv[0])} ${what} in the sandbox (PATH=${run.env.PATH ?? ''})`,
+      { stage, errno: errnoName },
+    );
   }
   if (stage === 'chdir to the working directory') {
-    return new LidError('invalid_spec', `cannot enter the working directory ${JSON.stringify(run.cwd)} (${errnoName})`, { stage, errno: errnoName });
+    return new LidError(
+      'invalid_spec',
+      `cannot enter the working directory ${JSON.stringify(run.cwd)} (${errnoName})`,
+      { stage, errno: errnoName },
+    );
   }
   return new LidError('setup_failed', `sandbox init failed at "${stage}": ${errnoName}`, { stage, errno: errnoName });
 }
@@ -75,7 +88,11 @@ export class Sandbox {
 
   private create(): void {
     const { run, ctx } = this;
-    this.cgroup = ctx.cgroups.create(this.name, { memoryBytes: run.limits.memoryBytes, cpus: run.limits.cpus, pids: run.limits.pids });
+    this.cgroup = ctx.cgroups.create(this.name, {
+      memoryBytes: run.limits.memoryBytes,
+      cpus: run.limits.cpus,
+      pids: run.limits.pids,
+    });
     const [gateRead, gateWrite] = sys.pipe();
     const [statusRead, statusWrite] = sys.pipe();
     this.statusFd = statusRead;
@@ -90,7 +107,8 @@ export class Sandbox {
         });
         child.on('error', () => {}); // a failed spawn leaves child.pid undefined: handled below
         this.child = child;
-        if (child.pid === undefined) throw new LidError('setup_failed', `cannot start the sandbox init ${ctx.initPath}`);
+        if (child.pid === undefined)
+          throw new LidError('setup_failed', `cannot start the sandbox init ${ctx.initPath}`);
         sys.sethostname(run.hostname);
         buildAndEnterRootfs({
           layers: run.layers,
@@ -135,8 +153,16 @@ export class Sandbox {
     const { run } = this;
     const child = this.child!;
     const overflow = () => this.kill('output_limit');
-    const stdout = new CappedOutput(run.limits.outputBytes, overflow, this.onOutput && ((c) => this.onOutput!('stdout', c)));
-    const stderr = new CappedOutput(run.limits.outputBytes, overflow, this.onOutput && ((c) => this.onOutput!('stderr', c)));
+    const stdout = new CappedOutput(
+      run.limits.outputBytes,
+      overflow,
+      this.onOutput && ((c) => this.onOutput!('stdout', c)),
+    );
+    const stderr = new CappedOutput(
+      run.limits.outputBytes,
+      overflow,
+      this.onOutput && ((c) => this.onOutput!('stderr', c)),
+    );
     child.stdout!.on('data', (c: Buffer) => stdout.push(c));
     child.stderr!.on('data', (c: Buffer) => stderr.push(c));
     child.stdin!.on('error', () => {}); // the job may exit or close stdin without reading it all
@@ -184,7 +210,11 @@ export class Sandbox {
         pidsPeak: usage.pidsPeak,
         oomKilled: usage.oomKills > 0,
       },
-      timings: { setupMs: round(this.tGate - this.t0), runMs: round(tExit - this.tGate), teardownMs: round(tDone - tExit) },
+      timings: {
+        setupMs: round(this.tGate - this.t0),
+        runMs: round(tExit - this.tGate),
+        teardownMs: round(tDone - tExit),
+      },
     };
   }
 

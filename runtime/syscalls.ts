@@ -33,7 +33,9 @@ const q = (s: string | null) => (s === null ? 'NULL' : JSON.stringify(s));
 const c = {
   unshare: libc.func('int unshare(int flags)'),
   setns: libc.func('int setns(int fd, int nstype)'),
-  mount: libc.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+  mount: libc.func(
+    'int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const char *data)',
+  ),
   umount2: libc.func('int umount2(const char *target, int flags)'),
   syscall: libc.func('long syscall(long number, ...)'),
   chdir: libc.func('int chdir(const char *path)'),
@@ -65,8 +67,17 @@ export function setns(fd: number, nstype: number): void {
   check(c.setns(fd, nstype), () => `setns(${fd}, ${formatCloneFlags(nstype)})`);
 }
 
-export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
-  check(c.mount(source, target, fstype, flags, data), () => `mount(${q(source)}, ${q(target)}, ${q(fstype)}, ${formatMountFlags(flags)}, ${q(data)})`);
+export function mount(
+  source: string | null,
+  target: string,
+  fstype: string | null,
+  flags: number,
+  data: string | null = null,
+): void {
+  check(
+    c.mount(source, target, fstype, flags, data),
+    () => `mount(${q(source)}, ${q(target)}, ${q(fstype)}, ${formatMountFlags(flags)}, ${q(data)})`,
+  );
 }
 
 export function umount2(target: string, flags: number): void {
@@ -74,7 +85,10 @@ export function umount2(target: string, flags: number): void {
 }
 
 export function pivotRoot(newRoot: string, putOld: string): void {
-  check(c.syscall(SYS_pivot_root, 'const char *', newRoot, 'const char *', putOld), () => `pivot_root(${q(newRoot)}, ${q(putOld)})`);
+  check(
+    c.syscall(SYS_pivot_root, 'const char *', newRoot, 'const char *', putOld),
+    () => `pivot_root(${q(newRoot)}, ${q(putOld)})`,
+  );
 }
 
 export function chdir(p: string): void {
@@ -122,12 +136,16 @@ export function setNoNewPrivs(): void {
 /** Installs a classic-BPF seccomp filter (an array of 8-byte sock_filter entries) on the calling thread. */
 export function installSeccompFilter(program: Uint8Array): void {
   const count = program.length / 8;
-  if (!Number.isInteger(count) || count === 0 || count > 4096) throw new RangeError(`bad seccomp program length ${program.length}`);
+  if (!Number.isInteger(count) || count === 0 || count > 4096)
+    throw new RangeError(`bad seccomp program length ${program.length}`);
   // struct sock_fprog { unsigned short len; struct sock_filter *filter; } laid out by hand: 2 bytes + 6 padding + pointer
   const fprog = Buffer.alloc(16);
   fprog.writeUInt16LE(count, 0);
   fprog.writeBigUInt64LE(BigInt(koffi.address(program)), 8);
-  check(c.prctlPtr(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0), () => 'prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)');
+  check(
+    c.prctlPtr(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0),
+    () => 'prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)',
+  );
 }
 
 /** Marks every fd >= first close-on-exec, so that no inherited descriptor reaches a sandbox. */

@@ -17,13 +17,19 @@ export function busyboxRootfs(cacheDir = path.join(os.tmpdir(), 'lid-test-rootfs
   if (fs.existsSync(dir)) return dir;
   fs.mkdirSync(cacheDir, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(cacheDir, '.build-'));
+  fs.chmodSync(tmp, 0o755); // mkdtemp makes 0700; the root must be searchable by the job's user
   for (const sub of ['bin', 'etc', 'proc', 'dev', 'tmp', 'root']) fs.mkdirSync(path.join(tmp, sub));
   fs.chmodSync(path.join(tmp, 'tmp'), 0o1777);
   fs.copyFileSync(BUSYBOX, path.join(tmp, 'bin', 'busybox'));
   fs.chmodSync(path.join(tmp, 'bin', 'busybox'), 0o755);
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((a) => a && a !== 'busybox');
   for (const applet of applets) fs.symlinkSync('busybox', path.join(tmp, 'bin', applet));
-  fs.writeFileSync(path.join(tmp, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n');
+  fs.writeFileSync(
+    path.join(tmp, 'etc', 'passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n',
+  );
   fs.writeFileSync(path.join(tmp, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
   fs.writeFileSync(path.join(tmp, 'etc', 'image-marker'), 'busybox test image\n');
   try {

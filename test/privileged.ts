@@ -5,7 +5,10 @@ import { describe } from 'vitest';
 const isRoot = process.getuid?.() === 0;
 
 export function describePrivileged(name: string, body: () => void): void {
-  if (isRoot) return describe(name, body);
+  if (isRoot) {
+    describe(name, body);
+    return;
+  }
   if (process.env.CI) throw new Error(`${name}: privileged tests must run as root in CI`);
   console.warn(`SKIPPED "${name}": needs root (namespaces, mounts and cgroups); run the tests as root`);
   describe.skip(name, body);

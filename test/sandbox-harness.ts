@@ -10,7 +10,10 @@ export interface Harness {
   rootfs: string;
   probe: Buffer;
   /** Runs a spec on the busybox root; stdout and stderr come back as text. */
-  run(spec: Partial<RunSpecInput> & { argv: string[] }, signal?: AbortSignal): Promise<RunResult & { out: string; err: string }>;
+  run(
+    spec: Partial<RunSpecInput> & { argv: string[] },
+    signal?: AbortSignal,
+  ): Promise<RunResult & { out: string; err: string }>;
   /** A spec file entry that puts the probe at /probe. */
   probeFile(): { path: string; content: Buffer; mode: number };
 }

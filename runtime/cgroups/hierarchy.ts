@@ -20,7 +20,22 @@ export function parseCgroupMounts(mountinfo: string): CgroupMount[] {
     const mountPoint = (left[4] ?? '').replace(/\\040/g, ' ');
     if (fstype === 'cgroup2') mounts.push({ mountPoint, controllers: [], version: 2 });
     if (fstype === 'cgroup') {
-      const known = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'net_cls', 'net_prio', 'perf_event', 'hugetlb', 'rdma', 'misc'];
+      const known = [
+        'memory',
+        'pids',
+        'cpu',
+        'cpuacct',
+        'cpuset',
+        'blkio',
+        'devices',
+        'freezer',
+        'net_cls',
+        'net_prio',
+        'perf_event',
+        'hugetlb',
+        'rdma',
+        'misc',
+      ];
       mounts.push({ mountPoint, controllers: superOpts.split(',').filter((o) => known.includes(o)), version: 1 });
     }
   }

@@ -11,11 +11,20 @@ import { parseKeyValues, v1LimitWrites } from './limits.js';
 const NEEDED = ['memory', 'pids', 'cpu', 'cpuacct'] as const;
 type Controller = (typeof NEEDED)[number];
 
-export function createV1Driver(opts: { mounts: CgroupMount[]; own: Map<string, string>; parent?: string; instance: string }): CgroupDriver {
+export function createV1Driver(opts: {
+  mounts: CgroupMount[];
+  own: Map<string, string>;
+  parent?: string;
+  instance: string;
+}): CgroupDriver {
   const base = new Map<Controller, string>(); // controller -> <mount>/<service cgroup>/lid
   for (const controller of NEEDED) {
     const mount = opts.mounts.find((m) => m.version === 1 && m.controllers.includes(controller));
-    if (!mount) throw new LidError('unsupported', `cgroup v1 controller "${controller}" is not mounted; Lid needs memory, pids, cpu and cpuacct`);
+    if (!mount)
+      throw new LidError(
+        'unsupported',
+        `cgroup v1 controller "${controller}" is not mounted; Lid needs memory, pids, cpu and cpuacct`,
+      );
     const within = opts.parent ?? opts.own.get(controller) ?? '/';
     base.set(controller, `${mount.mountPoint}${within === '/' ? '' : within}/lid`);
   }

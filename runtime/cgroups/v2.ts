@@ -15,7 +15,10 @@ function enableControllers(dir: string): void {
   const available = (readText(`${dir}/cgroup.controllers`) ?? '').trim().split(/\s+/);
   const missing = NEEDED.filter((c) => !available.includes(c));
   if (missing.length) {
-    throw new LidError('unsupported', `cgroup ${dir} does not offer the ${missing.join(', ')} controller(s); delegate them to Lid or set LID_CGROUP_PARENT`);
+    throw new LidError(
+      'unsupported',
+      `cgroup ${dir} does not offer the ${missing.join(', ')} controller(s); delegate them to Lid or set LID_CGROUP_PARENT`,
+    );
   }
   writeFile(`${dir}/cgroup.subtree_control`, NEEDED.map((c) => `+${c}`).join(' '));
 }
@@ -34,11 +37,19 @@ function enableAtBase(base: string, own: string, mountPoint: string): void {
   try {
     enableControllers(base);
   } catch (e) {
-    throw new LidError('unsupported', `cannot enable cgroup controllers in ${base} (other processes live there: ${(e as Error).message}); set LID_CGROUP_PARENT to a cgroup delegated to Lid`);
+    throw new LidError(
+      'unsupported',
+      `cannot enable cgroup controllers in ${base} (other processes live there: ${(e as Error).message}); set LID_CGROUP_PARENT to a cgroup delegated to Lid`,
+    );
   }
 }
 
-export function createV2Driver(opts: { mount: CgroupMount; own: Map<string, string>; parent?: string; instance: string }): CgroupDriver {
+export function createV2Driver(opts: {
+  mount: CgroupMount;
+  own: Map<string, string>;
+  parent?: string;
+  instance: string;
+}): CgroupDriver {
   const own = opts.own.get('') ?? '/';
   const within = opts.parent ?? own;
   const base = `${opts.mount.mountPoint}${within === '/' ? '' : within}`;

@@ -38,7 +38,10 @@ export function ensureInitBinary(): string {
     fs.rmSync(tmp, { force: true });
     const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
     const why = err.code === 'ENOENT' ? `no C compiler ("${compiler}") was found` : String(err.stderr ?? err.message);
-    throw new LidError('unsupported', `cannot build the sandbox init (${source}): ${why}. Install one with: apt-get install gcc libc6-dev`);
+    throw new LidError(
+      'unsupported',
+      `cannot build the sandbox init (${source}): ${why}. Install one with: apt-get install gcc libc6-dev`,
+    );
   }
   fs.renameSync(tmp, binary); // atomic: a concurrent start sees either no binary or a whole one
   return binary;
