@@ -2,12 +2,12 @@
 // back to the host, attach to the cgroup, open the gate) -> run (stdin in, capped output out, timeout) -> destroy
 // (the init is PID 1 of the sandbox's pid namespace, so killing it kills every process in the sandbox; then the
 // cgroup goes). The setup is one synchronous block: no await while the thread is inside the sandbox's namespaces.
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { LidError } from '../common/errors.js';
 import type { RunResult, RunStatus } from '../common/run-spec.js';
 import type { CgroupDriver, CgroupUsage, JobCgroup } from './cgroups/driver.js';
+import { InitProcess } from './init-process.js';
 import type { HostNamespaces } from './namespaces.js';
 import { CappedOutput } from './output.js';
 import type { PreparedRun } from './protocol.js';
@@ -55,7 +55,7 @@ function initFailure(report: string, run: PreparedRun): LidError {
 }
 
 export class Sandbox {
-  private child: ChildProcess | null = null;
+  private child: InitProcess | null = null;
   private cgroup: JobCgroup | null = null;
   private killReason: KillReason | null = null;
   private statusFd = -1;
@@ -72,7 +72,7 @@ export class Sandbox {
   /** Kills every process of the sandbox. The result then reports the reason (a cancelled run reports none). */
   kill(reason: KillReason): void {
     this.killReason ??= reason;
-    this.child?.kill('SIGKILL');
+    this.child?.kill();
   }
 
   /** Creates and starts the sandbox, then resolves with its result once it has ended and been cleaned up. */
@@ -100,15 +100,8 @@ export class Sandbox {
       ctx.host.enterNew();
       try {
         // The init starts on the host's root, inside the new namespaces, and waits at its gate (fd 3).
-        const child = spawn(ctx.initPath, [String(run.uid), String(run.gid), run.cwd, ...run.argv], {
-          stdio: ['pipe', 'pipe', 'pipe', gateRead, statusWrite],
-          env: run.env,
-          cwd: '/',
-        });
-        child.on('error', () => {}); // a failed spawn leaves child.pid undefined: handled below
-        this.child = child;
-        if (child.pid === undefined)
-          throw new LidError('setup_failed', `cannot start the sandbox init ${ctx.initPath}`);
+        const args = [String(run.uid), String(run.gid), run.cwd, ...run.argv];
+        this.child = InitProcess.spawn(ctx.initPath, args, run.env, gateRead, statusWrite);
         sys.sethostname(run.hostname);
         buildAndEnterRootfs({
           layers: run.layers,
@@ -129,7 +122,7 @@ export class Sandbox {
     }
     try {
       // Into the cgroup before its first instruction: the init still waits at its gate.
-      this.cgroup.attach(this.child.pid!);
+      this.cgroup.attach(this.child!.pid);
       this.tGate = performance.now();
       sys.write(gateWrite, GO);
     } finally {
@@ -139,11 +132,9 @@ export class Sandbox {
 
   /** After a failed create: end whatever was started and remove what was made. */
   private async abandon(): Promise<void> {
-    const child = this.child;
-    if (child && child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
+    if (this.child) {
+      this.child.kill();
+      await this.child.exited;
     }
     if (this.statusFd >= 0) sys.close(this.statusFd);
     this.cgroup?.destroy();
@@ -163,22 +154,12 @@ export class Sandbox {
       overflow,
       this.onOutput && ((c) => this.onOutput!('stderr', c)),
     );
-    child.stdout!.on('data', (c: Buffer) => stdout.push(c));
-    child.stderr!.on('data', (c: Buffer) => stderr.push(c));
-    child.stdin!.on('error', () => {}); // the job may exit or close stdin without reading it all
-    child.stdin!.end(run.stdin ?? undefined);
+    child.stdout.on('data', (c: Buffer) => stdout.push(c));
+    child.stderr.on('data', (c: Buffer) => stderr.push(c));
+    if (run.stdin?.length) child.stdin.end(run.stdin);
+    else child.stdin.end();
     const timer = setTimeout(() => this.kill('timeout'), run.limits.timeoutMs);
-
-    let tExit = 0;
-    const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-      let exit: [number | null, NodeJS.Signals | null] = [null, null];
-      child.once('exit', (code, sig) => {
-        exit = [code, sig];
-        tExit = performance.now();
-      });
-      child.once('close', () => resolve(exit));
-    });
-    if (tExit === 0) tExit = performance.now();
+    const { exitCode, signal, at: tExit } = await child.exited;
     clearTimeout(timer);
 
     const report = this.readStatus();
