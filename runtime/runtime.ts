@@ -20,6 +20,11 @@ export interface RuntimeOptions {
   cgroupParent?: string;
   /** Empty host directory used as the private tmpfs mount point inside each sandbox's mount namespace. */
   mountDir?: string;
+  /**
+   * Let the process exit while the runtime is idle: its threads do not keep the event loop alive, and at exit
+   * whatever still runs is killed and the cgroups removed, synchronously.
+   */
+  unref?: boolean;
 }
 
 export interface RunOptions {
@@ -67,6 +72,7 @@ export class SandboxRuntime {
   private constructor(
     private readonly cgroups: CgroupDriver,
     private readonly threadConfig: ThreadConfig,
+    private readonly unref: boolean,
   ) {}
 
   static async start(options: RuntimeOptions = {}): Promise<SandboxRuntime> {
@@ -77,7 +83,12 @@ export class SandboxRuntime {
     const mountDir = options.mountDir ?? DEFAULT_MOUNT_DIR;
     fs.mkdirSync(mountDir, { recursive: true });
     const cgroups = createCgroupDriver({ parent: options.cgroupParent });
-    const runtime = new SandboxRuntime(cgroups, { initPath, mountDir, cgroupParent: options.cgroupParent });
+    const runtime = new SandboxRuntime(
+      cgroups,
+      { initPath, mountDir, cgroupParent: options.cgroupParent },
+      options.unref ?? false,
+    );
+    if (runtime.unref) process.once('exit', () => runtime.cgroups.close());
     const count = options.threads ?? Math.min(8, Math.max(2, os.availableParallelism()));
     try {
       await Promise.all(Array.from({ length: count }, () => runtime.addThread()));
@@ -102,11 +113,15 @@ export class SandboxRuntime {
     this.threads.push(thread);
     return new Promise((resolve, reject) => {
       worker.on('message', (msg: FromThread) => {
-        if (msg.type === 'ready') return resolve();
+        if (msg.type === 'ready') {
+          this.updateRef(thread);
+          return resolve();
+        }
         const pending = thread.pending.get(msg.id);
         if (!pending) return;
         if (msg.type === 'output') return pending.onOutput?.(msg.stream, msg.chunk);
         thread.pending.delete(msg.id);
+        this.updateRef(thread);
         if (msg.type === 'result') pending.resolve(msg.result);
         else if (msg.type === 'cancelled')
           pending.reject(pending.signal?.reason ?? new DOMException('cancelled', 'AbortError'));
@@ -124,6 +139,13 @@ export class SandboxRuntime {
         if (!this.closing) lost(`a spawner thread exited (code ${code})`);
       });
     });
+  }
+
+  /** With `unref`, a thread keeps the process alive only while it has sandboxes running. */
+  private updateRef(thread: SpawnerThread): void {
+    if (!this.unref) return;
+    if (thread.pending.size > 0) thread.worker.ref();
+    else thread.worker.unref();
   }
 
   private async prepare(input: RunSpecInput, options: RunOptions): Promise<PreparedRun> {
@@ -169,6 +191,7 @@ export class SandboxRuntime {
     const result = new Promise<RunResult>((resolve, reject) => {
       thread.pending.set(id, { resolve, reject, onOutput: options.onOutput, signal: options.signal });
     });
+    this.updateRef(thread);
     const cancel = () => thread.worker.postMessage({ type: 'cancel', id } satisfies ToThread);
     options.signal?.addEventListener('abort', cancel, { once: true });
     thread.worker.postMessage({ type: 'run', id, run: prepared } satisfies ToThread);

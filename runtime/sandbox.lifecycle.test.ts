@@ -1,9 +1,10 @@
 // Issue 2, points 6-8: nothing is left behind (even after a crash), cancellation is prompt, and many sandboxes run
 // at once correctly.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { expect, it } from 'vitest';
 import { SandboxRuntime } from './index.js';
+import { busyboxRootfs } from '../test/busybox-rootfs.js';
 import { describePrivileged } from '../test/privileged.js';
 import { useSandboxes } from '../test/sandbox-harness.js';
 
@@ -143,5 +144,25 @@ describePrivileged('sandbox lifecycle', () => {
     await next.close();
     expect(hostProcessesWith(marker)).toEqual([]);
     for (const dir of dirs) expect(fs.existsSync(dir), dir).toBe(false);
+  });
+});
+
+describePrivileged('the one-call run() API', () => {
+  it('runs a sandbox, lets the process exit by itself, and leaves no cgroup behind', () => {
+    const rootfs = busyboxRootfs();
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', new URL('../test/run-once.ts', import.meta.url).pathname, rootfs],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    expect(r.stdout).toBe('ok hello from lid\n');
+    expect(r.status).toBe(0);
+    const pid = r.pid!;
+    for (const base of ['/sys/fs/cgroup/pids/lid', '/sys/fs/cgroup/lid']) {
+      if (fs.existsSync(base)) expect(fs.readdirSync(base).filter((d) => d.startsWith(`${pid}-`))).toEqual([]);
+    }
   });
 });

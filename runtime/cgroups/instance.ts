@@ -87,3 +87,14 @@ export function sweepDeadInstances(lidDirs: string[], killFile?: string): string
   }
   return swept;
 }
+
+/** Removes Lid's shared parent directories when no instance is left in them (another may still be running). */
+export function removeIfEmpty(dirs: string[]): void {
+  for (const dir of dirs) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      /* in use by another instance, or already gone */
+    }
+  }
+}

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
 import type { CgroupDriver, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
-import { killAndRemove, readText, sweepDeadInstances, writeFile } from './instance.js';
+import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile } from './instance.js';
 import { parseKeyValues, v1LimitWrites } from './limits.js';
 
 const NEEDED = ['memory', 'pids', 'cpu', 'cpuacct'] as const;
@@ -85,6 +85,7 @@ export function createV1Driver(opts: {
         }
         killAndRemove(dir);
       }
+      removeIfEmpty(lidDirs);
     },
   };
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
 import type { CgroupDriver, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
-import { killAndRemove, readText, sweepDeadInstances, writeFile } from './instance.js';
+import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile } from './instance.js';
 import { parseKeyValues, v2LimitWrites } from './limits.js';
 
 const NEEDED = ['memory', 'pids', 'cpu'];
@@ -111,6 +111,7 @@ export function createV2Driver(opts: {
         if (job.isDirectory()) killAndRemove(`${instanceDir}/${job.name}`, 'cgroup.kill');
       }
       killAndRemove(instanceDir, 'cgroup.kill');
+      removeIfEmpty([lidDir]);
     },
   };
 }
