@@ -1,27 +1,10 @@
-// Names this runtime instance's cgroup directory after its process (pid + kernel start time), so that a later
-// start can tell a crashed instance's leftovers from a live neighbour's (a CLI run beside a worker, two test files)
-// and sweep only the former. Also the small synchronous file helpers both drivers share.
+// This runtime instance's cgroup directory is named after its process (common/process-instance.ts), so that a
+// later start can tell a crashed instance's leftovers from a live neighbour's (a CLI run beside a worker, two test
+// files) and sweep only the former. Also the small synchronous file helpers both drivers share.
 import fs from 'node:fs';
+import { isInstanceDead } from '../../common/process-instance.js';
 
-function startTime(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null; // field 22, counted after "pid (comm)"
-  } catch {
-    return null;
-  }
-}
-
-export function currentInstanceName(): string {
-  return `${process.pid}-${startTime(process.pid)}`;
-}
-
-/** True when the process that made an instance directory is gone (or the pid now belongs to another process). */
-export function isInstanceDead(name: string): boolean {
-  const match = /^(\d+)-(\d+)$/.exec(name);
-  if (!match) return false; // not ours to judge
-  return startTime(Number(match[1])) !== match[2];
-}
+export { currentInstanceName } from '../../common/process-instance.js';
 
 export function writeFile(file: string, value: string): void {
   fs.writeFileSync(file, value);
