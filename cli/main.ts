@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { ConfigError, describeConfig, type LidConfig, loadConfig } from '../common/config.js';
 import { ensureInitBinary } from '../runtime/init/init-binary.js';
+import { imagesCommand } from './images.js';
 import { notBuilt } from './not-built.js';
 import { sandboxCommand } from './sandbox-run.js';
 
@@ -27,7 +28,7 @@ export function buildProgram(config: LidConfig): Command {
   program.addCommand(notBuilt('gateway', 'run the HTTP gateway', 'the HTTP gateway'));
   program.addCommand(notBuilt('worker', 'run a queue worker', 'the queue worker'));
   program.addCommand(notBuilt('run', 'submit a job through the gateway', 'submitting through the gateway'));
-  program.addCommand(notBuilt('images', 'build, import, pull and manage images', 'the image store'));
+  program.addCommand(imagesCommand(config));
   program.addCommand(notBuilt('tenants', 'create and manage tenants and API keys', 'tenant management'));
   // Used by `npm run build`: compiles the sandbox init ahead of the first sandbox.
   program.addCommand(

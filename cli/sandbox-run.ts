@@ -9,7 +9,13 @@ import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
 import { parseDuration, parseSize } from '../common/units.js';
+import { buildImage } from '../images/build-image.js';
+import { listRecipes } from '../images/debian/recipe.js';
+import { jobDefaults } from '../images/image-defaults.js';
+import { parseReference } from '../images/reference.js';
+import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
+import { terminalProgress } from './progress.js';
 import { resultToJson } from './result-json.js';
 
 export const EXIT_TIMEOUT = 124;
@@ -85,15 +91,17 @@ function readFiles(pairs: string[]): NonNullable<RunSpecInput['files']> {
 }
 
 export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
-  if (flags.image)
-    throw new LidError('unsupported', '--image needs the image store, which is not built yet; use --rootfs DIR');
-  if (!flags.rootfs)
-    throw new LidError('invalid_spec', 'say which root filesystem to use: --rootfs DIR (or --image NAME)');
-  if (argv.length === 0)
+  if (flags.image && flags.rootfs)
+    throw new LidError('invalid_spec', 'give either --rootfs DIR or --image NAME, not both');
+  if (!flags.rootfs && !flags.image) {
+    throw new LidError('invalid_spec', 'say which root filesystem to use: --rootfs DIR or --image NAME');
+  }
+  if (argv.length === 0 && !flags.image) {
     throw new LidError(
       'invalid_spec',
       'give the command to run after --, e.g. lid sandbox run --rootfs DIR -- /bin/echo hi',
     );
+  }
   const limits = Object.fromEntries(
     Object.entries({
       memoryBytes: flags.memory,
@@ -105,7 +113,7 @@ export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
     }).filter(([, v]) => v !== undefined),
   );
   return {
-    rootfs: flags.rootfs,
+    rootfs: flags.rootfs ?? '/',
     argv,
     env: parseEnv(flags.env),
     files: readFiles(flags.file),
@@ -127,14 +135,51 @@ const NOTES: Partial<Record<RunResult['status'], (r: RunResult) => string>> = {
   output_limit: () => 'output limit reached; the sandbox was killed and its output truncated',
 };
 
+/**
+ * Resolves --image: the store's layers become the root, and the image's config the defaults for the command,
+ * environment, working directory and user. An image that is missing but has a recipe is built on first use.
+ */
+async function withImage(
+  config: LidConfig,
+  spec: RunSpecInput,
+  image: string,
+): Promise<{ spec: RunSpecInput; release: () => void }> {
+  const store = ImageStore.open(config.dataDir);
+  const progress = terminalProgress();
+  try {
+    let lease;
+    try {
+      lease = await store.acquire(image, progress.report);
+    } catch (e) {
+      const ref = parseReference(image);
+      const recipe =
+        !ref.registry && ref.tag === 'latest' && listRecipes().includes(ref.repository) ? ref.repository : null;
+      if (!isLidError(e) || e.code !== 'not_found' || !recipe) throw e;
+      process.stderr.write(`lid: building image ${recipe} from its recipe (first use)\n`);
+      await buildImage(store, recipe, progress.report);
+      lease = await store.acquire(image, progress.report);
+    }
+    const { image: resolved, release } = lease;
+    const d = jobDefaults(resolved.config, resolved.layerDirs, { argv: spec.argv, env: spec.env, cwd: spec.cwd });
+    return {
+      spec: { ...spec, rootfs: resolved.layerDirs, argv: d.argv, env: d.env, cwd: d.cwd, uid: d.uid, gid: d.gid },
+      release,
+    };
+  } finally {
+    progress.done();
+  }
+}
+
 async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): Promise<number> {
   let runtime: SandboxRuntime | null = null;
+  let release = () => {};
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const spec = buildSpec(flags, argv);
+    let spec = buildSpec(flags, argv);
+    if (flags.image) ({ spec, release } = await withImage(config, spec, flags.image));
     runtime = await SandboxRuntime.start({ cgroupParent: config.cgroupParent, mountDir: config.mountDir, threads: 1 });
     const result = await runtime.run(spec, {
       signal: controller.signal,
@@ -162,6 +207,7 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await runtime?.close();
+    release();
   }
 }
 
@@ -174,7 +220,7 @@ export function sandboxCommand(config: LidConfig): Command {
     .description('run one command in a fresh sandbox and pass its output through')
     .usage('(--rootfs DIR | --image NAME) [options] -- CMD [ARG...]')
     .option('--rootfs <dir>', 'root filesystem directory (used read-only; writes go to a private layer)')
-    .option('--image <name>', 'image from the image store (not built yet)')
+    .option('--image <name>', 'image from the store (see lid images); a recipe image is built on first use')
     .option('--memory <size>', 'memory limit, no swap (e.g. 64m)', asSize)
     .option('--cpus <n>', 'CPU limit as a fraction of cores (e.g. 0.5)', asNumber)
     .option('--pids <n>', 'most processes and threads at once', asNumber)

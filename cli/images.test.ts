@@ -1,0 +1,105 @@
+// `lid images ...` and `lid sandbox run --image`, through the real command, on a private data directory.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { busyboxLayer, writeOciLayout } from '../test/oci-fixtures.js';
+import { describePrivileged } from '../test/privileged.js';
+
+const lidBin = new URL('../bin/lid.js', import.meta.url).pathname;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-cli-images-'));
+const dataDir = path.join(tmp, 'data');
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function lid(args: string[]) {
+  const r = spawnSync(process.execPath, [lidBin, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, LID_DATA_DIR: dataDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 120_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describePrivileged('lid images', () => {
+  let layout: string;
+  let manifestDigest: string;
+  beforeAll(async () => {
+    layout = path.join(tmp, 'layout');
+    ({ manifestDigest } = await writeOciLayout(layout, {
+      layers: [busyboxLayer([{ type: 'directory', name: 'app' }])],
+      refName: 'demo/app:1',
+      config: {
+        Entrypoint: ['sh', '-c'],
+        Cmd: ['echo default command'],
+        Env: ['GREETING=from-image'],
+        WorkingDir: '/app',
+        User: 'app',
+      },
+    }));
+  });
+
+  it('imports a layout and lists it, quietly when stderr is not a terminal', () => {
+    const imp = lid(['images', 'import', layout]);
+    expect(imp).toMatchObject({ code: 0, out: `demo/app:1 ${manifestDigest}\n`, err: '' });
+    const ls = lid(['images', 'ls', '--json']);
+    expect(JSON.parse(ls.out)).toEqual([expect.objectContaining({ name: 'demo/app:1', manifestDigest, layers: 1 })]);
+    expect(lid(['images', 'ls']).out).toMatch(/^NAME\s+DIGEST\s+SIZE\s+LAYERS\s+LAST USED\ndemo\/app:1\s/);
+  });
+
+  it('runs an image with its config as the defaults, and the job’s own command and env on top', () => {
+    const byDefault = lid(['sandbox', 'run', '--image', 'demo/app:1']);
+    expect(byDefault).toMatchObject({ code: 0, out: 'default command\n' });
+    const own = lid([
+      'sandbox',
+      'run',
+      '--image',
+      'demo/app:1',
+      '--env',
+      'EXTRA=1',
+      '--',
+      'echo $GREETING $EXTRA; pwd; id -u',
+    ]);
+    expect(own.out).toBe('from-image 1\n/app\n1234\n');
+  });
+
+  it('inspects, removes and collects an image', () => {
+    expect(JSON.parse(lid(['images', 'inspect', 'demo/app:1']).out)).toMatchObject({
+      name: 'demo/app:1',
+      manifestDigest,
+      config: { config: { User: 'app' } },
+    });
+    expect(lid(['images', 'rm', 'demo/app:1']).code).toBe(0);
+    expect(lid(['images', 'gc']).out).toMatch(/^removed 3 blobs and 1 layers, freed /);
+    expect(JSON.parse(lid(['images', 'ls', '--json']).out)).toEqual([]);
+  });
+
+  it('says what to fix for unknown images and bad sources', () => {
+    const missing = lid(['sandbox', 'run', '--image', 'no/such:1', '--', 'true']);
+    expect(missing.code).toBe(125);
+    expect(missing.err).toMatch(/no image named no\/such:1/);
+    const bad = lid(['images', 'import', '/no/such/file']);
+    expect(bad).toMatchObject({ code: 1, err: 'lid images import: /no/such/file does not exist\n' });
+    expect(lid(['images', 'rm', 'nope']).err).toMatch(/no image named nope:latest/);
+    expect(lid(['images', 'gc', '--max-size', 'lots']).err).toMatch(/"lots" is not a size/);
+  });
+});
+
+describePrivileged('lid sandbox run --image with the recipe images', () => {
+  it('builds python on first use and runs it; node and bash the same way', { timeout: 600_000 }, () => {
+    const python = lid(['sandbox', 'run', '--image', 'python', '--', 'python3', '-c', 'print(6*7)']);
+    expect(python).toMatchObject({ code: 0, out: '42\n' });
+    expect(python.err).toContain('building image python from its recipe (first use)');
+    expect(lid(['images', 'build', 'node']).out).toMatch(/^node:latest sha256:[a-f0-9]{64}\n$/);
+    expect(lid(['sandbox', 'run', '--image', 'node', '--', 'node', '-e', 'console.log(6*7)'])).toMatchObject({
+      code: 0,
+      out: '42\n',
+    });
+    expect(
+      lid(['sandbox', 'run', '--image', 'bash', '--', 'bash', '-c', 'echo $((6*7)); ls / | head -1']),
+    ).toMatchObject({ code: 0, out: '42\nbin\n' });
+    const ls = JSON.parse(lid(['images', 'ls', '--json']).out) as { name: string }[];
+    expect(ls.map((i) => i.name)).toEqual(['bash:latest', 'node:latest', 'python:latest']);
+  });
+});

@@ -1,0 +1,154 @@
+// `lid images ...`: build, import, pull, list, inspect, remove and collect garbage in the image store under
+// LID_DATA_DIR. Long steps show progress on a terminal only; results go to stdout, one line each (or JSON).
+import { Command, InvalidArgumentError } from 'commander';
+import type { LidConfig } from '../common/config.js';
+import { isLidError } from '../common/errors.js';
+import { parseSize } from '../common/units.js';
+import { buildImage } from '../images/build-image.js';
+import { inspectImage, listImages, removeImage } from '../images/catalog.js';
+import { collectGarbage } from '../images/gc.js';
+import { importImage } from '../images/import.js';
+import { pullImage } from '../images/registry/client.js';
+import { ImageStore } from '../images/store.js';
+import { terminalProgress } from './progress.js';
+
+function parseCreds(value: string): { username: string; password: string } {
+  const colon = value.indexOf(':');
+  if (colon <= 0) throw new InvalidArgumentError('use --creds USER:PASS');
+  return { username: value.slice(0, colon), password: value.slice(colon + 1) };
+}
+
+function asSize(value: string): number {
+  try {
+    return parseSize(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+/** Runs one subcommand: LidErrors become "lid images: message" and exit 1; bugs keep their stack. */
+async function report(
+  what: string,
+  body: (progress: ReturnType<typeof terminalProgress>) => Promise<void>,
+): Promise<void> {
+  const progress = terminalProgress();
+  try {
+    await body(progress);
+  } catch (e) {
+    if (!isLidError(e)) throw e;
+    process.stderr.write(`lid images ${what}: ${e.message}\n`);
+    process.exitCode = 1;
+  } finally {
+    progress.done();
+  }
+}
+
+export function imagesCommand(config: LidConfig): Command {
+  const open = () => ImageStore.open(config.dataDir);
+  const images = new Command('images').description(
+    `build, import, pull and manage images (store: ${config.dataDir}/images)`,
+  );
+
+  images
+    .command('build')
+    .description('build an image from a recipe in images/recipes/ (Debian packages)')
+    .argument('<name>', 'recipe name, e.g. python, node, bash, busybox')
+    .action((name: string) =>
+      report('build', async (p) => {
+        const image = await buildImage(open(), name, p.report);
+        p.done();
+        process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+      }),
+    );
+
+  images
+    .command('import')
+    .description('import an OCI image layout (directory or tar) or a docker-archive (docker save)')
+    .argument('<source>', 'FILE or DIR')
+    .option('--name <name:tag>', 'name to give the image (needed when the source does not name it)')
+    .action((source: string, opts: { name?: string }) =>
+      report('import', async (p) => {
+        for (const image of await importImage(open(), source, { name: opts.name, onProgress: p.report })) {
+          p.done();
+          process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+        }
+      }),
+    );
+
+  images
+    .command('pull')
+    .description('pull an image from an OCI distribution (v2) registry')
+    .argument('<ref>', 'e.g. 127.0.0.1:5000/team/app:1.0')
+    .option('--creds <user:pass>', 'registry credentials (default: from auth.json / ~/.docker/config.json)', parseCreds)
+    .option('--plain-http', 'talk plain HTTP (for a registry on loopback)')
+    .action((ref: string, opts: { creds?: { username: string; password: string }; plainHttp?: boolean }) =>
+      report('pull', async (p) => {
+        const image = await pullImage(ref, open(), {
+          creds: opts.creds,
+          plainHttp: opts.plainHttp,
+          onProgress: p.report,
+        });
+        p.done();
+        process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+      }),
+    );
+
+  images
+    .command('ls')
+    .description('list the images in the store')
+    .option('--json', 'print a JSON array')
+    .action((opts: { json?: boolean }) =>
+      report('ls', async () => {
+        const list = listImages(open());
+        if (opts.json) return void process.stdout.write(`${JSON.stringify(list)}\n`);
+        const rows = list.map((i) => [
+          i.name,
+          i.manifestDigest.slice(7, 19),
+          mib(i.size),
+          String(i.layers),
+          i.lastUsed ?? '-',
+        ]);
+        const table = [['NAME', 'DIGEST', 'SIZE', 'LAYERS', 'LAST USED'], ...rows];
+        const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
+        for (const row of table)
+          process.stdout.write(
+            `${row
+              .map((cell, c) => cell.padEnd(widths[c]!))
+              .join('  ')
+              .trimEnd()}\n`,
+          );
+      }),
+    );
+
+  images
+    .command('inspect')
+    .description('print an image’s manifest and config as JSON')
+    .argument('<name>')
+    .action((name: string) =>
+      report('inspect', async () => {
+        process.stdout.write(`${JSON.stringify(inspectImage(open(), name), null, 2)}\n`);
+      }),
+    );
+
+  images
+    .command('rm')
+    .description('remove an image name (its data goes at the next gc)')
+    .argument('<name>')
+    .action((name: string) => report('rm', () => removeImage(open(), name)));
+
+  images
+    .command('gc')
+    .description('remove blobs and layers no image refers to; with --max-size, evict least recently used images')
+    .option('--max-size <size>', 'keep the store under this size (e.g. 10g), never evicting images in use', asSize)
+    .action((opts: { maxSize?: number }) =>
+      report('gc', async () => {
+        const r = await collectGarbage(open(), { maxBytes: opts.maxSize });
+        process.stdout.write(
+          `removed ${r.removedBlobs} blobs and ${r.removedLayers} layers, freed ${mib(r.freedBytes)}${r.evicted.length ? `; evicted ${r.evicted.join(', ')}` : ''}\n`,
+        );
+      }),
+    );
+  return images;
+}
