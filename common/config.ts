@@ -5,6 +5,12 @@ import { z } from 'zod';
 
 const positiveInt = z.coerce.number().int().positive();
 const cgroupPath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute cgroup path such as /lid');
+// redis:// or rediss:// (TLS) with an optional user, password and database number, as ioredis reads them.
+const redisUrl = z
+  .string()
+  .refine((s) => URL.canParse(s) && /^rediss?:$/.test(new URL(s).protocol) && new URL(s).hostname !== '', {
+    message: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379',
+  });
 
 const TABLE = {
   dataDir: {
@@ -30,6 +36,12 @@ const TABLE = {
     default: undefined,
     schema: positiveInt.max(64).optional(),
     doc: 'spawner threads per process (default: CPUs, 2..8)',
+  },
+  redisUrl: {
+    env: 'REDIS_URL',
+    default: undefined,
+    schema: redisUrl.optional(),
+    doc: 'the Redis that holds the queues (default: an embedded redis-server under LID_DATA_DIR)',
   },
 } as const;
 

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { LidError } from '../../common/errors.js';
-import { withLock } from '../lock.js';
+import { withDirLock as withLock } from '../../common/dir-lock.js';
 
 export type Progress = (msg: string, done?: number, total?: number) => void;
 

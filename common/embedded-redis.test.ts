@@ -1,0 +1,241 @@
+// The embedded Redis against a real redis-server (installed with apt-get in beforeAll when missing): discovery and
+// reuse, one server for concurrent starters (in this process and another), stale discovery files, durability of
+// acknowledged writes and BullMQ jobs across a SIGKILL (AOF replay), a clear error when it cannot start, and stop.
+import { execFile, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type EmbeddedRedis, ensureEmbeddedRedis, ensureRedisServer, stopEmbeddedRedis } from './embedded-redis.js';
+import { connectRedis } from './redis.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-redis-'));
+const dataDirs: string[] = [];
+let n = 0;
+function fresh(): string {
+  const dir = path.join(tmp, `d${++n}`);
+  dataDirs.push(dir);
+  return dir;
+}
+const redisDir = (dataDir: string) => path.join(dataDir, 'redis');
+const endpointFile = (dataDir: string) => path.join(redisDir(dataDir), 'endpoint.json');
+const readEndpoint = (dataDir: string) => JSON.parse(fs.readFileSync(endpointFile(dataDir), 'utf8'));
+const portOf = (url: string) => Number(new URL(url).port);
+const run = promisify(execFile);
+const moduleFile = new URL('./embedded-redis.ts', import.meta.url).pathname;
+const repoRoot = new URL('..', import.meta.url).pathname;
+
+/** Pids of the redis-servers working in `dataDir`'s redis directory (zombies have no cwd and are left out). */
+function serversIn(dataDir: string): number[] {
+  const dir = fs.realpathSync(redisDir(dataDir));
+  return fs.readdirSync('/proc').flatMap((entry) => {
+    try {
+      const comm = fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+      return comm === 'redis-server' && fs.readlinkSync(`/proc/${entry}/cwd`) === dir ? [Number(entry)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function waitGone(pid: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z') return; // dead, not yet reaped
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`process ${pid} did not exit`);
+}
+
+/** Holds a TCP port on 127.0.0.1 until closed, as an unrelated program would. */
+async function holdPort(): Promise<net.Server> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+beforeAll(async () => {
+  // The tests need the real server; install it as `npm start` would rather than skip.
+  await ensureRedisServer({ onNotice: (msg) => console.log(msg) });
+}, 600_000);
+
+afterAll(async () => {
+  for (const dir of dataDirs) {
+    await stopEmbeddedRedis(dir).catch(() => {});
+    for (const pid of fs.existsSync(redisDir(dir)) ? serversIn(dir) : []) process.kill(pid, 'SIGKILL');
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+it('starts a server that answers, writes the discovery file, and reuses the server on the next call', async () => {
+  const dir = fresh();
+  const first = await ensureEmbeddedRedis(dir);
+  expect(first.started).toBe(true);
+  expect(first.url).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
+  expect(readEndpoint(dir)).toMatchObject({
+    pid: first.pid,
+    port: portOf(first.url),
+    socket: path.join(path.resolve(dir), 'redis', 'redis.sock'),
+  });
+  const redis = connectRedis(first.url, 'test');
+  try {
+    expect(await redis.ping()).toBe('PONG');
+    expect(await redis.client('GETNAME')).toBe('lid:test');
+    // infra/redis.conf is in force: AOF on, no eviction (BullMQ), loopback only, no RDB snapshots.
+    expect(await redis.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    expect(await redis.config('GET', 'appendfsync')).toEqual(['appendfsync', 'everysec']);
+    expect(await redis.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
+    expect(await redis.config('GET', 'bind')).toEqual(['bind', '127.0.0.1']);
+    expect(await redis.config('GET', 'save')).toEqual(['save', '']);
+  } finally {
+    redis.disconnect();
+  }
+  const second = await ensureEmbeddedRedis(dir);
+  expect(second).toEqual({ url: first.url, started: false, pid: first.pid });
+  expect(serversIn(dir)).toEqual([first.pid]);
+});
+
+it('starts exactly one server when several callers, in this process and others, start at once', async () => {
+  const dir = fresh();
+  const go = `${dir}.go`;
+  // Each child loads the module, says it is ready, then waits for the go file: all callers race for real.
+  const script = `
+    const fs = await import('node:fs');
+    const { ensureEmbeddedRedis } = await import(process.argv[1]);
+    fs.writeFileSync(process.argv[3] + '.ready-' + process.pid, '');
+    while (!fs.existsSync(process.argv[3])) await new Promise((resolve) => setTimeout(resolve, 1));
+    console.log(JSON.stringify(await ensureEmbeddedRedis(process.argv[2])));`;
+  const args = ['--import', 'tsx', '--input-type=module', '-e', script, moduleFile, dir, go];
+  const children = [1, 2, 3].map(() => run(process.execPath, args, { cwd: repoRoot }));
+  const isReady = (f: string) => f.startsWith(`${path.basename(go)}.ready-`);
+  for (let i = 0; fs.readdirSync(tmp).filter(isReady).length < 3; i++) {
+    if (i > 3000) throw new Error('the child processes did not get ready');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  fs.writeFileSync(go, '');
+  const all = await Promise.all([
+    ...[1, 2, 3].map(() => ensureEmbeddedRedis(dir)),
+    ...children.map(async (child) => JSON.parse((await child).stdout) as EmbeddedRedis),
+  ]);
+  const starter = all.filter((r) => r.started);
+  expect(starter).toHaveLength(1);
+  expect(all.map((r) => [r.pid, r.url])).toEqual(all.map(() => [starter[0]!.pid, starter[0]!.url]));
+  expect(serversIn(dir)).toEqual([starter[0]!.pid]);
+});
+
+it('replaces a stale discovery file, moving off a port that something else now holds', async () => {
+  const dir = fresh();
+  const deadPid = spawnSync('true').pid;
+  const taken = await holdPort();
+  try {
+    const takenPort = (taken.address() as net.AddressInfo).port;
+    fs.mkdirSync(redisDir(dir), { recursive: true });
+    const stale = { pid: deadPid, port: takenPort, socket: null, startedAt: new Date(0).toISOString() };
+    fs.writeFileSync(endpointFile(dir), JSON.stringify(stale));
+    const fresh1 = await ensureEmbeddedRedis(dir);
+    expect(fresh1.started).toBe(true);
+    expect(portOf(fresh1.url)).not.toBe(takenPort);
+    expect(readEndpoint(dir).pid).toBe(fresh1.pid);
+    await stopEmbeddedRedis(dir);
+
+    // A live pid that is not our redis-server (here: this test process) is as stale as a dead one.
+    fs.writeFileSync(endpointFile(dir), JSON.stringify({ ...stale, pid: process.pid, port: portOf(fresh1.url) }));
+    const fresh2 = await ensureEmbeddedRedis(dir);
+    expect(fresh2).toMatchObject({ url: fresh1.url, started: true }); // the previous port, free again, is reused
+    expect(fresh2.pid).not.toBe(process.pid);
+  } finally {
+    taken.close();
+  }
+});
+
+it('replaces a server that runs without a discovery file (its starter died) instead of starting a second one', async () => {
+  const dir = fresh();
+  const orphan = await ensureEmbeddedRedis(dir);
+  const redis = connectRedis(orphan.url, 'test');
+  await redis.set('kept', 'yes');
+  redis.disconnect();
+  fs.rmSync(endpointFile(dir));
+  const next = await ensureEmbeddedRedis(dir);
+  expect(next.started).toBe(true);
+  expect(next.pid).not.toBe(orphan.pid);
+  expect(serversIn(dir)).toEqual([next.pid]);
+  const check = connectRedis(next.url, 'test');
+  expect(await check.get('kept')).toBe('yes'); // SIGTERM let it finish its AOF
+  check.disconnect();
+});
+
+it('keeps acknowledged writes and queued BullMQ jobs when redis-server is SIGKILLed (AOF replay)', async () => {
+  const dir = fresh();
+  const first = await ensureEmbeddedRedis(dir);
+  const redis = connectRedis(first.url, 'test');
+  redis.on('error', () => {}); // connection refused while the server is down: expected, ioredis retries
+  const queue = new Queue('durability', { connection: redis });
+  try {
+    await redis.set('plain', 'value');
+    await redis.rpush('list', 'a', 'b');
+    const job = await queue.add('work', { n: 42 });
+    // Redis appends each write to the AOF before it replies, so a killed process loses nothing already in the page
+    // cache; the everysec fsync makes it durable against a machine crash too, at most ~1 s later. Waiting past that
+    // second makes this test check the documented guarantee, not just the page cache.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    process.kill(first.pid, 'SIGKILL');
+    await waitGone(first.pid);
+
+    const again = await ensureEmbeddedRedis(dir);
+    expect(again.started).toBe(true);
+    expect(again.pid).not.toBe(first.pid);
+    expect(again.url).toBe(first.url); // same port: the connection above reconnects by itself
+    expect(await redis.get('plain')).toBe('value');
+    expect(await redis.lrange('list', 0, -1)).toEqual(['a', 'b']);
+    const replayed = await queue.getJob(job.id!);
+    expect(replayed?.data).toEqual({ n: 42 });
+    expect(await queue.getJobState(job.id!)).toBe('waiting');
+    expect(await queue.getWaitingCount()).toBe(1);
+  } finally {
+    await queue.close();
+    redis.disconnect();
+  }
+});
+
+it('says why when redis-server cannot start, quoting its log', async () => {
+  const dir = fresh();
+  // A manifest Redis cannot parse makes it refuse to start rather than run without its data.
+  fs.mkdirSync(path.join(redisDir(dir), 'appendonlydir'), { recursive: true });
+  fs.writeFileSync(path.join(redisDir(dir), 'appendonlydir', 'appendonly.aof.manifest'), 'not a manifest\n');
+  const error = await ensureEmbeddedRedis(dir).catch((e: unknown) => e);
+  expect(error).toMatchObject({ name: 'LidError', code: 'setup_failed' });
+  expect((error as Error).message).toMatch(
+    /redis-server \(pid \d+\) exited before it was ready; .*redis\.log ends with:\n.*manifest/is,
+  );
+  expect(fs.existsSync(endpointFile(dir))).toBe(false);
+});
+
+it('stops the server cleanly, removes the discovery file, and keeps the data for the next start', async () => {
+  const dir = fresh();
+  const first = await ensureEmbeddedRedis(dir);
+  const redis = connectRedis(first.url, 'test');
+  await redis.set('after-stop', 'still here');
+  redis.disconnect();
+
+  expect(await stopEmbeddedRedis(dir)).toBe(true);
+  await waitGone(first.pid);
+  expect(serversIn(dir)).toEqual([]);
+  expect(fs.existsSync(endpointFile(dir))).toBe(false);
+  await expect(
+    new Promise<void>((resolve, reject) => net.connect(portOf(first.url), '127.0.0.1', resolve).once('error', reject)),
+  ).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  expect(await stopEmbeddedRedis(dir)).toBe(false); // nothing left to stop
+
+  const second = await ensureEmbeddedRedis(dir);
+  expect(second.started).toBe(true);
+  const check = connectRedis(second.url, 'test');
+  expect(await check.get('after-stop')).toBe('still here');
+  check.disconnect();
+});
