@@ -43,6 +43,36 @@ const TABLE = {
     schema: redisUrl.optional(),
     doc: 'the Redis that holds the queues (default: an embedded redis-server under LID_DATA_DIR)',
   },
+  port: {
+    env: 'LID_PORT',
+    default: '8080',
+    schema: z.coerce.number().int().min(1).max(65535),
+    doc: 'the gateway listens on this port',
+  },
+  resultTtlSeconds: {
+    env: 'LID_RESULT_TTL',
+    default: '86400',
+    schema: z.coerce.number().int().positive(),
+    doc: 'seconds a finished job record and its events are kept',
+  },
+  workerConcurrency: {
+    env: 'LID_WORKER_CONCURRENCY',
+    default: undefined,
+    schema: positiveInt.max(1024).optional(),
+    doc: 'jobs a worker runs at once (default: from the node capacity, 8 per CPU)',
+  },
+  shutdownGraceMs: {
+    env: 'LID_SHUTDOWN_GRACE_MS',
+    default: '30000',
+    schema: z.coerce.number().int().min(0),
+    doc: 'on SIGTERM, how long a worker lets running jobs finish before cancelling and requeueing them',
+  },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    default: 'info',
+    schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    doc: 'pino log level',
+  },
 } as const;
 
 type Table = typeof TABLE;

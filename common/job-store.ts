@@ -1,0 +1,84 @@
+// Where jobs live in Redis, shared by the gateway (which creates and reads them) and the workers (which run them):
+//   lid:job:<id>          the JobRecord as JSON
+//   lid:job:<id>:events   a stream of what happened: state changes, output chunks, the final record
+//   lid:idem:<tenant>:<k> Idempotency-Key -> job id
+//   lid:cancel            pub/sub channel: ids of jobs to cancel now
+// Records and streams expire LID_RESULT_TTL after the job ends. The BullMQ queue itself is `lid-jobs`.
+import type { Redis } from 'ioredis';
+import type { JobRecord, JobState } from './job.js';
+
+export const QUEUE_NAME = 'lid-jobs';
+export const QUEUE_PREFIX = 'lid';
+export const CANCEL_CHANNEL = 'lid:cancel';
+const STREAM_MAXLEN = 10_000;
+
+const recordKey = (id: string) => `lid:job:${id}`;
+export const eventsKey = (id: string) => `lid:job:${id}:events`;
+const cancelKey = (id: string) => `lid:job:${id}:cancel`;
+
+export type JobEvent =
+  | { type: 'state'; state: JobState; at: string }
+  | { type: 'output'; stream: 'stdout' | 'stderr'; data: string; encoding: 'utf8' | 'base64' }
+  | { type: 'final'; record: JobRecord };
+
+export class JobStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly resultTtlSeconds: number,
+  ) {}
+
+  async create(record: JobRecord): Promise<void> {
+    await this.redis.set(recordKey(record.id), JSON.stringify(record));
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    const text = await this.redis.get(recordKey(id));
+    return text ? (JSON.parse(text) as JobRecord) : null;
+  }
+
+  /** Applies a change to a record, retrying if another writer changed it meanwhile (optimistic, WATCH/MULTI). */
+  async update(id: string, change: (record: JobRecord) => JobRecord | null): Promise<JobRecord | null> {
+    for (;;) {
+      await this.redis.watch(recordKey(id));
+      const current = await this.get(id);
+      const next = current && change(current);
+      if (!next) {
+        await this.redis.unwatch();
+        return current;
+      }
+      const tx = this.redis.multi().set(recordKey(id), JSON.stringify(next));
+      if (next.finishedAt) tx.expire(recordKey(id), this.resultTtlSeconds);
+      if (await tx.exec()) return next;
+    }
+  }
+
+  async emit(id: string, event: JobEvent): Promise<void> {
+    const key = eventsKey(id);
+    const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', JSON.stringify(event));
+    if (event.type === 'final') tx.expire(key, this.resultTtlSeconds);
+    await tx.exec();
+  }
+
+  /** Reads events after `from` ('0' for all), waiting up to blockMs for new ones (needs its own connection). */
+  async readEvents(id: string, from: string, blockMs: number): Promise<{ id: string; event: JobEvent }[]> {
+    const res = (await this.redis.xread('COUNT', 500, 'BLOCK', blockMs, 'STREAMS', eventsKey(id), from)) as
+      [string, [string, string[]][]][] | null;
+    if (!res) return [];
+    return res[0]![1].map(([entryId, fields]) => ({ id: entryId, event: JSON.parse(fields[1]!) as JobEvent }));
+  }
+
+  async requestCancel(id: string): Promise<void> {
+    await this.redis.multi().set(cancelKey(id), '1', 'EX', this.resultTtlSeconds).publish(CANCEL_CHANNEL, id).exec();
+  }
+
+  async cancelRequested(id: string): Promise<boolean> {
+    return (await this.redis.exists(cancelKey(id))) === 1;
+  }
+
+  /** Maps an Idempotency-Key to a job id once; returns the id that holds the key (maybe an earlier job's). */
+  async claimIdempotencyKey(tenant: string, key: string, id: string): Promise<string> {
+    const k = `lid:idem:${tenant}:${key}`;
+    const set = await this.redis.set(k, id, 'EX', this.resultTtlSeconds, 'NX');
+    return set ? id : ((await this.redis.get(k)) ?? id);
+  }
+}

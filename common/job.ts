@@ -1,0 +1,101 @@
+// The job contract of the service: what a client submits (over HTTP or straight onto the queue), what travels on
+// the queue, and the record a client reads back. Validated with zod so that every mistake names its field; the
+// gateway's OpenAPI document is generated from these same schemas.
+import { z } from 'zod';
+import { LIMIT_BOUNDS, SandboxPath } from './run-spec.js';
+
+export const MAX_FILES = 100;
+export const MAX_FILE_BYTES = 1 << 20;
+export const MAX_BATCH = 1000;
+
+const limit = (name: keyof typeof LIMIT_BOUNDS, integer = true) => {
+  const [min, max] = LIMIT_BOUNDS[name];
+  return (integer ? z.number().int() : z.number())
+    .min(min, `${name} must be at least ${min}`)
+    .max(max, `${name} must be at most ${max}`)
+    .optional();
+};
+
+export const JobLimitsSchema = z.strictObject({
+  timeoutMs: limit('timeoutMs'),
+  memoryBytes: limit('memoryBytes'),
+  cpus: limit('cpus', false),
+  pids: limit('pids'),
+  outputBytes: limit('outputBytes'),
+  diskBytes: limit('diskBytes'),
+});
+export type JobLimits = z.infer<typeof JobLimitsSchema>;
+
+export const JobFileSchema = z.strictObject({
+  path: SandboxPath,
+  content: z.string().max(Math.ceil((MAX_FILE_BYTES * 4) / 3) + 4, `a file may hold at most ${MAX_FILE_BYTES} bytes`),
+  encoding: z.enum(['utf8', 'base64']).default('utf8'),
+  mode: z.number().int().min(0).max(0o777).optional(),
+});
+
+export const JobRequestSchema = z.strictObject({
+  image: z.string().min(1).max(255),
+  /** The command; empty means the image's default command. */
+  command: z.array(z.string().max(65536)).max(4096).default([]),
+  files: z.array(JobFileSchema).max(MAX_FILES, `at most ${MAX_FILES} files`).default([]),
+  stdin: z.string().max(MAX_FILE_BYTES).optional(),
+  env: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name'),
+      z.string().max(65536),
+    )
+    .default({}),
+  cwd: SandboxPath.optional(),
+  limits: JobLimitsSchema.default({}),
+  callbackUrl: z.url({ protocol: /^https?$/ }).optional(),
+  priority: z.number().int().min(1).max(10).optional(),
+  metadata: z
+    .record(z.string().max(64), z.string().max(1024))
+    .refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata keys')
+    .optional(),
+});
+export type JobRequest = z.output<typeof JobRequestSchema>;
+export type JobRequestInput = z.input<typeof JobRequestSchema>;
+
+export const JOB_STATES = ['queued', 'running', 'completed', 'cancelled', 'error'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export const FINAL_STATES: readonly JobState[] = ['completed', 'cancelled', 'error'];
+
+/** What travels on the BullMQ queue: enough for any worker to run the job and to find its record. */
+export const QueuedJobSchema = z.strictObject({
+  id: z.string().min(1),
+  tenant: z.string().min(1),
+  request: JobRequestSchema,
+  createdAt: z.string(),
+  traceparent: z.string().optional(),
+});
+export type QueuedJob = z.output<typeof QueuedJobSchema>;
+
+export interface JobResultRecord {
+  status: string;
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string | null;
+  stdoutBase64?: string;
+  stderr: string | null;
+  stderrBase64?: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  usage: Record<string, unknown>;
+}
+
+export interface JobRecord {
+  id: string;
+  tenant: string;
+  image: string;
+  state: JobState;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  queueMs: number | null;
+  attempts: number;
+  result?: JobResultRecord;
+  error?: { code: string; message: string };
+  traceId: string | null;
+  metadata?: Record<string, string>;
+}

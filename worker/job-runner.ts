@@ -1,0 +1,147 @@
+// One queued job, start to finish, on this worker: record it running, hold its image, run it in a sandbox while
+// its output streams to the job's event stream, and store the result. A job whose record already holds a final
+// state is never run again (a redelivery after the result was stored); a cancelled one is not started.
+import { isLidError } from '../common/errors.js';
+import { FINAL_STATES, type JobRecord, type JobRequest, type QueuedJob } from '../common/job.js';
+import type { JobEvent, JobStore } from '../common/job-store.js';
+import { encodeOutput } from '../common/output-encoding.js';
+import { DEFAULT_LIMITS, type RunResult, type RunSpecInput } from '../common/run-spec.js';
+import { jobDefaults } from '../images/image-defaults.js';
+import type { SandboxRuntime } from '../runtime/index.js';
+import type { ImageProvider } from './image-provider.js';
+
+export type Outcome = 'done' | 'skipped' | 'cancelled';
+
+/** Why a run was aborted: the tenant asked (cancel), or this worker is stopping (requeue elsewhere). */
+export class WorkerStopping extends Error {
+  override readonly name = 'WorkerStopping';
+}
+
+const now = () => new Date().toISOString();
+
+function filesOf(request: JobRequest): RunSpecInput['files'] {
+  return request.files.map((f) => ({
+    path: f.path,
+    content: f.encoding === 'base64' ? Buffer.from(f.content, 'base64') : f.content,
+    ...(f.mode !== undefined ? { mode: f.mode } : {}),
+  }));
+}
+
+export function resultRecord(result: RunResult): NonNullable<JobRecord['result']> {
+  return {
+    status: result.status,
+    exitCode: result.exitCode,
+    signal: result.signal,
+    ...(encodeOutput('stdout', result.stdout) as { stdout: string | null }),
+    ...(encodeOutput('stderr', result.stderr) as { stderr: string | null }),
+    stdoutTruncated: result.stdoutTruncated,
+    stderrTruncated: result.stderrTruncated,
+    usage: { ...result.usage, ...result.timings },
+  };
+}
+
+export class JobRunner {
+  constructor(
+    private readonly jobs: JobStore,
+    private readonly images: ImageProvider,
+    private readonly runtime: SandboxRuntime,
+  ) {}
+
+  private async finish(id: string, change: Partial<JobRecord>): Promise<JobRecord | null> {
+    const record = await this.jobs.update(id, (r) =>
+      FINAL_STATES.includes(r.state) ? null : { ...r, ...change, finishedAt: now() },
+    );
+    if (record && FINAL_STATES.includes(record.state)) await this.jobs.emit(id, { type: 'final', record });
+    return record;
+  }
+
+  /** Runs the job; `signal` aborts it (its reason says whether for a cancel or for a stopping worker). */
+  async run(job: QueuedJob, signal: AbortSignal): Promise<Outcome> {
+    const current = await this.jobs.get(job.id);
+    if (!current || FINAL_STATES.includes(current.state)) return 'skipped';
+    if (await this.jobs.cancelRequested(job.id)) {
+      await this.finish(job.id, { state: 'cancelled' });
+      return 'cancelled';
+    }
+    const startedAt = now();
+    await this.jobs.update(job.id, (r) => ({
+      ...r,
+      state: 'running',
+      startedAt,
+      queueMs: Date.parse(startedAt) - Date.parse(r.createdAt),
+      attempts: r.attempts + 1,
+    }));
+    await this.jobs.emit(job.id, { type: 'state', state: 'running', at: startedAt });
+
+    let lease: Awaited<ReturnType<ImageProvider['acquire']>> | null = null;
+    // Output events are appended in order: each waits for the one before it.
+    let emitted: Promise<void> = Promise.resolve();
+    const emit = (event: JobEvent) => {
+      emitted = emitted.then(() => this.jobs.emit(job.id, event)).catch(() => {});
+    };
+    try {
+      lease = await this.images.acquire(job.request.image);
+      const { image } = lease;
+      const defaults = jobDefaults(image.config, image.layerDirs, {
+        argv: job.request.command,
+        env: job.request.env,
+        cwd: job.request.cwd,
+      });
+      const result = await this.runtime.run(
+        {
+          rootfs: image.layerDirs,
+          ...defaults,
+          files: filesOf(job.request),
+          ...(job.request.stdin !== undefined ? { stdin: job.request.stdin } : {}),
+          hostname: 'lid',
+          limits: { ...DEFAULT_LIMITS, ...job.request.limits },
+        },
+        {
+          signal,
+          onOutput: (stream, chunk) => {
+            const { data, dataBase64 } = encodeOutput('data', chunk);
+            emit(
+              data !== null && data !== undefined
+                ? { type: 'output', stream, data, encoding: 'utf8' }
+                : { type: 'output', stream, data: dataBase64 ?? '', encoding: 'base64' },
+            );
+          },
+        },
+      );
+      await emitted;
+      await this.finish(job.id, { state: 'completed', result: resultRecord(result) });
+      return 'done';
+    } catch (e) {
+      await emitted;
+      if (signal.aborted && signal.reason instanceof WorkerStopping) {
+        // Back to queued for another worker; the attempt stays counted in the record.
+        await this.jobs.update(job.id, (r) =>
+          r.state === 'running' ? { ...r, state: 'queued', startedAt: null } : null,
+        );
+        await this.jobs.emit(job.id, { type: 'state', state: 'queued', at: now() });
+        throw e;
+      }
+      if (signal.aborted) {
+        await this.finish(job.id, { state: 'cancelled' });
+        return 'cancelled';
+      }
+      if (isLidError(e) && e.code !== 'internal' && e.code !== 'setup_failed') {
+        // The job cannot run as asked (unknown image, command not found, bad file): retrying would not help.
+        await this.finish(job.id, { state: 'error', error: { code: e.code, message: e.message } });
+        return 'done';
+      }
+      throw e; // a host problem: BullMQ retries it, on this or another worker
+    } finally {
+      lease?.release();
+    }
+  }
+
+  /** After the last attempt failed on host problems: say so in the record. */
+  async giveUp(id: string, error: unknown): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    await this.finish(id, {
+      state: 'error',
+      error: { code: isLidError(error) ? error.code : 'internal', message: `Lid could not run the job: ${message}` },
+    });
+  }
+}

@@ -1,0 +1,218 @@
+// Workers against real Redis, real sandboxes and a real image store, driven the queue-driven way (LidQueueClient):
+// results, streamed output, cancellation, tenant concurrency, exactly-once results, and the failure cases --
+// a worker SIGKILLed mid-job, a worker stopped gracefully, Redis killed and restarted from its AOF.
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../common/config.js';
+import type { JobRecord } from '../common/job.js';
+import { eventsKey, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { LidQueueClient } from '../common/queue-client.js';
+import { importImage } from '../images/import.js';
+import { ImageStore } from '../images/store.js';
+import { busyboxLayer, writeOciLayout } from '../test/oci-fixtures.js';
+import { describePrivileged } from '../test/privileged.js';
+import { startTestRedis, type TestRedis } from '../test/redis-server.js';
+import { type RunningWorker, startWorker } from './worker.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-worker-'));
+const dataDir = path.join(tmp, 'data');
+const IMAGE = 'busybox-test:1';
+const childScript = new URL('../test/worker-child.ts', import.meta.url).pathname;
+
+describePrivileged('worker', () => {
+  let redis: TestRedis;
+  let client: LidQueueClient;
+  let worker: RunningWorker | null = null;
+  const children: ChildProcess[] = [];
+  const config = loadConfig({ LID_DATA_DIR: dataDir, LID_WORKER_CONCURRENCY: '4', LID_SHUTDOWN_GRACE_MS: '300' });
+  const start = () =>
+    startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }), lockDurationMs: 2000 });
+
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    const layout = path.join(tmp, 'layout');
+    await writeOciLayout(layout, { layers: [busyboxLayer()], refName: IMAGE });
+    await importImage(ImageStore.open(dataDir), layout);
+    client = new LidQueueClient(redis.url);
+    worker = await start();
+  });
+  afterAll(async () => {
+    for (const c of children) c.kill('SIGKILL');
+    await worker?.close();
+    await client?.close();
+    await redis?.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const waitFor = async (id: string, pred: (r: JobRecord) => boolean, ms = 20_000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const r = await client.get(id);
+      if (r && pred(r)) return r;
+      if (Date.now() > deadline) throw new Error(`job ${id} never reached the expected state (now ${r?.state})`);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  };
+
+  const startChild = async (grace = '300') => {
+    const c = spawn(process.execPath, ['--import', 'tsx', childScript, redis.url, dataDir, grace], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(c);
+    await new Promise((resolve, reject) => {
+      c.stdout!.once('data', resolve);
+      c.once('exit', (code) => reject(new Error(`worker child exited early (${code})`)));
+    });
+    return c;
+  };
+
+  it('runs a job put straight onto the queue and stores its result', async () => {
+    const { id } = await client.submit('tenant-a', {
+      image: IMAGE,
+      command: ['sh', '-c', 'echo hi; echo err >&2; exit 3'],
+    });
+    const record = await client.wait(id, 20_000);
+    expect(record).toMatchObject({ id, tenant: 'tenant-a', state: 'completed', attempts: 1 });
+    expect(record.result).toMatchObject({ status: 'nonzero_exit', exitCode: 3, stdout: 'hi\n', stderr: 'err\n' });
+    expect(record.queueMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('streams output while the job runs, then the final record', async () => {
+    const { id } = await client.submit('tenant-a', {
+      image: IMAGE,
+      command: ['sh', '-c', 'echo one; sleep 0.3; echo two'],
+    });
+    await client.wait(id, 20_000);
+    const r = new Redis(redis.url);
+    const entries = (await r.xrange(eventsKey(id), '-', '+')).map(
+      ([, f]) => JSON.parse(f[1]!) as { type: string; data?: string; state?: string },
+    );
+    r.disconnect();
+    expect(entries.map((e) => e.type)).toEqual(['state', 'output', 'output', 'final']);
+    expect(entries.filter((e) => e.type === 'output').map((e) => e.data)).toEqual(['one\n', 'two\n']);
+  });
+
+  it('cancels a running job within a second', async () => {
+    const { id } = await client.submit('tenant-a', { image: IMAGE, command: ['sleep', '30'] });
+    await waitFor(id, (r) => r.state === 'running');
+    const t = Date.now();
+    await client.cancel(id);
+    const record = await waitFor(id, (r) => r.state === 'cancelled');
+    expect(Date.now() - t).toBeLessThan(1000);
+    expect(record.finishedAt).not.toBeNull();
+  });
+
+  it('records why a job could not run: unknown image, command not found', async () => {
+    const noImage = await client.wait(
+      (await client.submit('tenant-a', { image: 'nope:1', command: ['true'] })).id,
+      20_000,
+    );
+    expect(noImage).toMatchObject({
+      state: 'error',
+      error: { code: 'not_found', message: expect.stringMatching(/nope:1/) },
+    });
+    const noCmd = await client.wait(
+      (await client.submit('tenant-a', { image: IMAGE, command: ['no-such-cmd'] })).id,
+      20_000,
+    );
+    expect(noCmd).toMatchObject({
+      state: 'error',
+      error: { code: 'invalid_spec', message: expect.stringMatching(/no-such-cmd/) },
+    });
+    await expect(
+      client.submit('tenant-a', { image: IMAGE, command: ['x'], limits: { memoryBytes: 1 } }),
+    ).rejects.toThrow(/limits.memoryBytes/);
+  });
+
+  it("runs at most the tenant's concurrency at once across the workers", async () => {
+    const r = new Redis(redis.url);
+    await r.set('lid:tenant:solo', JSON.stringify({ concurrency: 1 }));
+    r.disconnect();
+    const ids = await Promise.all(
+      [1, 2, 3].map(async () => (await client.submit('solo', { image: IMAGE, command: ['sleep', '0.3'] })).id),
+    );
+    const records = await Promise.all(ids.map((id) => client.wait(id, 30_000)));
+    const spans = records
+      .map((rec) => [Date.parse(rec.startedAt!), Date.parse(rec.finishedAt!)] as const)
+      .sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBeGreaterThanOrEqual(spans[i - 1]![1] - 5);
+  });
+
+  it('never runs a job again once its result is stored', async () => {
+    const { id } = await client.submit('tenant-a', { image: IMAGE, command: ['sh', '-c', 'echo once'] });
+    const first = await client.wait(id, 20_000);
+    const queue = new Queue(QUEUE_NAME, {
+      connection: new Redis(redis.url, { maxRetriesPerRequest: null }),
+      prefix: QUEUE_PREFIX,
+    });
+    await queue.add(
+      'job',
+      {
+        id,
+        tenant: 'tenant-a',
+        request: { image: IMAGE, command: ['sh', '-c', 'echo twice'], files: [], env: {}, limits: {} },
+        createdAt: first.createdAt,
+      },
+      { jobId: `${id}-redelivered` },
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    await queue.close();
+    expect(await client.get(id)).toEqual(first);
+  });
+
+  it('finishes on another worker the job of a worker SIGKILLed mid-job', { timeout: 60_000 }, async () => {
+    await worker!.close();
+    worker = null;
+    const doomed = await startChild();
+    const { id } = await client.submit('tenant-a', { image: IMAGE, command: ['sh', '-c', 'sleep 1; echo survived'] });
+    await waitFor(id, (r) => r.state === 'running');
+    doomed.kill('SIGKILL');
+    worker = await start();
+    const record = await client.wait(id, 40_000);
+    expect(record).toMatchObject({ state: 'completed', attempts: 2, result: { stdout: 'survived\n' } });
+  });
+
+  it(
+    'on SIGTERM lets a running job have its grace period, then requeues it for another worker',
+    { timeout: 60_000 },
+    async () => {
+      const stopping = await startChild('300');
+      await worker!.close();
+      worker = null;
+      const { id } = await client.submit('tenant-a', { image: IMAGE, command: ['sh', '-c', 'sleep 2; echo moved'] });
+      await waitFor(id, (r) => r.state === 'running');
+      const exited = new Promise((r) => stopping.once('exit', r));
+      stopping.kill('SIGTERM');
+      await exited;
+      expect((await client.get(id))!.state).toBe('queued');
+      worker = await start();
+      expect(await client.wait(id, 40_000)).toMatchObject({
+        state: 'completed',
+        attempts: 2,
+        result: { stdout: 'moved\n' },
+      });
+    },
+  );
+
+  it('loses no accepted job when Redis is killed and restarts from its AOF', { timeout: 60_000 }, async () => {
+    await worker!.close();
+    worker = null;
+    const ids = await Promise.all(
+      [1, 2, 3, 4, 5].map(
+        async (i) => (await client.submit('tenant-a', { image: IMAGE, command: ['echo', `job ${i}`] })).id,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 1200)); // appendfsync everysec: what was acknowledged a second ago is on disk
+    await redis.kill();
+    await redis.restart();
+    worker = await start();
+    const records = await Promise.all(ids.map((id) => client.wait(id, 40_000)));
+    expect(records.map((r) => r.result?.stdout)).toEqual(['job 1\n', 'job 2\n', 'job 3\n', 'job 4\n', 'job 5\n']);
+  });
+});

@@ -1,0 +1,143 @@
+// A worker node: a BullMQ consumer of the `lid-jobs` queue whose concurrency follows the node's capacity. Each job
+// runs through JobRunner in its own sandbox. Around that: a tenant's concurrency limit (a job over it waits a
+// moment in the delayed set, keeping its place), cancellation (pub/sub -> abort -> the sandbox is killed), a
+// heartbeat the gateway's /readyz looks for, the list of images this node offers, and a graceful stop: no new
+// jobs; running ones get a grace period, then are cancelled and requeued for another worker.
+import os from 'node:os';
+import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { LidConfig } from '../common/config.js';
+import { QueuedJobSchema } from '../common/job.js';
+import { CANCEL_CHANNEL, JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { connectRedis } from '../common/redis.js';
+import { ImageStore } from '../images/store.js';
+import { SandboxRuntime } from '../runtime/index.js';
+import { ImageProvider } from './image-provider.js';
+import { JobRunner, WorkerStopping } from './job-runner.js';
+import { LEASE_MS, TenantSlots } from './tenant-slots.js';
+
+export interface WorkerOptions {
+  redisUrl: string;
+  logger: Logger;
+  /** How long BullMQ's lock on a job lasts without renewal: how soon a dead worker's job is retried elsewhere. */
+  lockDurationMs?: number;
+}
+
+export interface RunningWorker {
+  id: string;
+  concurrency: number;
+  close(): Promise<void>;
+}
+
+const HEARTBEAT_MS = 5000;
+const OVER_LIMIT_DELAY_MS = 100;
+
+/** Jobs at once: LID_WORKER_CONCURRENCY, or 8 per CPU (sandboxed jobs mostly wait on their processes). */
+export function nodeConcurrency(config: LidConfig): number {
+  return config.workerConcurrency ?? Math.max(2, os.availableParallelism() * 8);
+}
+
+export async function startWorker(config: LidConfig, opts: WorkerOptions): Promise<RunningWorker> {
+  const id = `${os.hostname()}-${process.pid}`;
+  const log = opts.logger.child({ worker: id });
+  const redis = connectRedis(opts.redisUrl, 'worker');
+  const subscriber = connectRedis(opts.redisUrl, 'worker-cancel');
+  redis.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
+  subscriber.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
+  const jobs = new JobStore(redis, config.resultTtlSeconds);
+  const store = ImageStore.open(config.dataDir);
+  const images = new ImageProvider(store);
+  const runtime = await SandboxRuntime.start({
+    cgroupParent: config.cgroupParent,
+    mountDir: config.mountDir,
+    threads: config.sandboxThreads,
+  });
+  const runner = new JobRunner(jobs, images, runtime);
+  const slots = new TenantSlots(redis);
+  const active = new Map<string, AbortController>();
+  const concurrency = nodeConcurrency(config);
+
+  await subscriber.subscribe(CANCEL_CHANNEL);
+  subscriber.on('message', (_channel: string, jobId: string) => active.get(jobId)?.abort(new Error('cancelled')));
+
+  const publish = async (r: Redis) => {
+    await r.zadd('lid:workers', Date.now(), id);
+    const names = images.available();
+    if (names.length) await r.sadd('lid:images', ...names);
+  };
+  await publish(redis);
+  const heartbeat = setInterval(() => void publish(redis).catch(() => {}), HEARTBEAT_MS);
+
+  async function processJob(job: Job, token?: string): Promise<string> {
+    const parsed = QueuedJobSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`malformed queue entry: ${parsed.error.issues[0]?.message}`);
+    const queued = parsed.data;
+    const jlog = log.child({ jobId: queued.id, tenant: queued.tenant });
+    if (!(await slots.take(queued.tenant, queued.id))) {
+      await job.moveToDelayed(Date.now() + OVER_LIMIT_DELAY_MS, token);
+      throw new DelayedError(); // the tenant is at its concurrency: keep the job's place, try again shortly
+    }
+    // The first time a job leaves the queue it stops counting against the tenant's max-queued quota.
+    if (await redis.set(`lid:job:${queued.id}:dequeued`, '1', 'EX', config.resultTtlSeconds, 'NX')) {
+      await redis.decr(`lid:tenant:${queued.tenant}:queued`);
+    }
+    const abort = new AbortController();
+    active.set(queued.id, abort);
+    const refresh = setInterval(() => void slots.refresh(queued.tenant, queued.id).catch(() => {}), LEASE_MS / 3);
+    try {
+      jlog.info({ image: queued.request.image }, 'job started');
+      const outcome = await runner.run(queued, abort.signal);
+      jlog.info({ outcome }, 'job ended');
+      return outcome;
+    } finally {
+      clearInterval(refresh);
+      active.delete(queued.id);
+      await slots.release(queued.tenant, queued.id).catch(() => {});
+    }
+  }
+
+  const worker = new Worker(QUEUE_NAME, processJob, {
+    connection: connectRedis(opts.redisUrl, 'worker-queue'),
+    prefix: QUEUE_PREFIX,
+    concurrency,
+    lockDuration: opts.lockDurationMs ?? 30_000,
+    stalledInterval: Math.min(30_000, opts.lockDurationMs ?? 30_000),
+    maxStalledCount: 3,
+  });
+  worker.on('failed', (job, err) => {
+    if (!job || err instanceof DelayedError || err.name === 'DelayedError') return;
+    const last = job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
+    log.warn(
+      { jobId: job.id, attempt: job.attemptsMade, err: err.message },
+      last ? 'job failed for good' : 'job failed; will retry',
+    );
+    if (last && job.id) void runner.giveUp(job.id, err).catch(() => {});
+  });
+  worker.on('error', (e) => log.warn({ err: e.message }, 'worker error'));
+  log.info({ concurrency }, 'worker started');
+
+  let closing: Promise<void> | null = null;
+  return {
+    id,
+    concurrency,
+    close() {
+      closing ??= (async () => {
+        clearInterval(heartbeat);
+        const grace = setTimeout(() => {
+          for (const a of active.values()) a.abort(new WorkerStopping('the worker is stopping'));
+        }, config.shutdownGraceMs);
+        try {
+          await worker.close(); // takes no new job; resolves once the running ones are done (or aborted)
+        } finally {
+          clearTimeout(grace);
+        }
+        await runtime.close();
+        await redis.zrem('lid:workers', id).catch(() => {});
+        await Promise.allSettled([redis.quit(), subscriber.quit()]);
+        log.info('worker stopped');
+      })();
+      return closing;
+    },
+  };
+}
