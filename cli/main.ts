@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ConfigError, describeConfig, type LidConfig, loadConfig } from '../common/config.js';
 import { ensureInitBinary } from '../runtime/init/init-binary.js';
 import { imagesCommand } from './images.js';
+import { workerCommand } from './worker.js';
 import { notBuilt } from './not-built.js';
 import { sandboxCommand } from './sandbox-run.js';
 
@@ -26,7 +27,7 @@ export function buildProgram(config: LidConfig): Command {
     ),
   );
   program.addCommand(notBuilt('gateway', 'run the HTTP gateway', 'the HTTP gateway'));
-  program.addCommand(notBuilt('worker', 'run a queue worker', 'the queue worker'));
+  program.addCommand(workerCommand(config));
   program.addCommand(notBuilt('run', 'submit a job through the gateway', 'submitting through the gateway'));
   program.addCommand(imagesCommand(config));
   program.addCommand(notBuilt('tenants', 'create and manage tenants and API keys', 'tenant management'));

@@ -2,13 +2,11 @@
 // Without --json the job's output passes through live and lid exits with the job's code (128+signal when killed,
 // 124 on timeout); with --json it prints exactly one JSON RunResult and exits 0 whenever the sandbox ran. When the
 // sandbox could not run at all, lid exits 125 (with --json: {"error": {...}} on stdout).
-import fs from 'node:fs';
 import os from 'node:os';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
-import { parseDuration, parseSize } from '../common/units.js';
 import { buildImage } from '../images/build-image.js';
 import { listRecipes } from '../images/debian/recipe.js';
 import { jobDefaults } from '../images/image-defaults.js';
@@ -17,77 +15,15 @@ import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
 import { terminalProgress } from './progress.js';
 import { resultToJson } from './result-json.js';
+import { addJobOptions, type JobFlags, limitsFrom, parseEnv, readFiles } from './run-flags.js';
 
 export const EXIT_TIMEOUT = 124;
 export const EXIT_LID_FAILED = 125;
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-function asSize(value: string): number {
-  try {
-    return parseSize(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function asDuration(value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function asNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || value.trim() === '') throw new InvalidArgumentError(`"${value}" is not a number`);
-  return n;
-}
-
-interface RunFlags {
+interface RunFlags extends JobFlags {
   rootfs?: string;
   image?: string;
-  memory?: number;
-  cpus?: number;
-  pids?: number;
-  timeout?: number;
-  outputLimit?: number;
-  disk?: number;
-  env: string[];
-  file: string[];
-  workdir?: string;
   json?: boolean;
-}
-
-function parseEnv(pairs: string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const pair of pairs) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new LidError('invalid_spec', `--env ${JSON.stringify(pair)}: use NAME=VALUE`);
-    env[pair.slice(0, eq)] = pair.slice(eq + 1);
-  }
-  return env;
-}
-
-function readFiles(pairs: string[]): NonNullable<RunSpecInput['files']> {
-  return pairs.map((pair) => {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new LidError('invalid_spec', `--file ${JSON.stringify(pair)}: use SANDBOX_PATH=LOCAL_FILE`);
-    const local = pair.slice(eq + 1);
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(local);
-    } catch {
-      throw new LidError(
-        'not_found',
-        `--file ${JSON.stringify(pair)}: cannot read local file ${JSON.stringify(local)}`,
-      );
-    }
-    if (!st.isFile())
-      throw new LidError('invalid_spec', `--file ${JSON.stringify(pair)}: ${local} is not a regular file`);
-    return { path: pair.slice(0, eq), content: fs.readFileSync(local), mode: st.mode & 0o777 };
-  });
 }
 
 export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
@@ -102,23 +38,13 @@ export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
       'give the command to run after --, e.g. lid sandbox run --rootfs DIR -- /bin/echo hi',
     );
   }
-  const limits = Object.fromEntries(
-    Object.entries({
-      memoryBytes: flags.memory,
-      cpus: flags.cpus,
-      pids: flags.pids,
-      timeoutMs: flags.timeout,
-      outputBytes: flags.outputLimit,
-      diskBytes: flags.disk,
-    }).filter(([, v]) => v !== undefined),
-  );
   return {
     rootfs: flags.rootfs ?? '/',
     argv,
     env: parseEnv(flags.env),
     files: readFiles(flags.file),
     ...(flags.workdir ? { cwd: flags.workdir } : {}),
-    limits,
+    limits: limitsFrom(flags),
   };
 }
 
@@ -215,27 +141,13 @@ export function sandboxCommand(config: LidConfig): Command {
   const sandbox = new Command('sandbox').description(
     'run commands in sandboxes directly on this machine (no queue, no gateway)',
   );
-  sandbox
+  const run = sandbox
     .command('run')
     .description('run one command in a fresh sandbox and pass its output through')
     .usage('(--rootfs DIR | --image NAME) [options] -- CMD [ARG...]')
     .option('--rootfs <dir>', 'root filesystem directory (used read-only; writes go to a private layer)')
-    .option('--image <name>', 'image from the store (see lid images); a recipe image is built on first use')
-    .option('--memory <size>', 'memory limit, no swap (e.g. 64m)', asSize)
-    .option('--cpus <n>', 'CPU limit as a fraction of cores (e.g. 0.5)', asNumber)
-    .option('--pids <n>', 'most processes and threads at once', asNumber)
-    .option('--timeout <duration>', 'wall-clock limit (e.g. 5s, 250ms, 2m)', asDuration)
-    .option('--output-limit <size>', 'most bytes kept per output stream; more kills the job (e.g. 1m)', asSize)
-    .option('--disk <size>', 'size of the writable layer (e.g. 64m)', asSize)
-    .addOption(
-      new Option('--env <K=V>', 'environment variable for the job (repeatable)').argParser(collect).default([]),
-    )
-    .addOption(
-      new Option('--file <SANDBOX_PATH=LOCAL_FILE>', 'copy a local file into the sandbox before it starts (repeatable)')
-        .argParser(collect)
-        .default([]),
-    )
-    .option('--workdir <dir>', 'working directory inside the sandbox (created if missing)')
+    .option('--image <name>', 'image from the store (see lid images); a recipe image is built on first use');
+  addJobOptions(run)
     .option('--json', 'print one JSON RunResult instead of passing output through')
     .argument('[command...]', 'the command and its arguments, after --')
     .addHelpText(

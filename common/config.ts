@@ -67,6 +67,18 @@ const TABLE = {
     schema: z.coerce.number().int().min(0),
     doc: 'on SIGTERM, how long a worker lets running jobs finish before cancelling and requeueing them',
   },
+  gatewayUrl: {
+    env: 'LID_URL',
+    default: undefined,
+    schema: z.url({ protocol: /^https?$/ }).optional(),
+    doc: 'the gateway `lid run` and the load test talk to (default: http://127.0.0.1:LID_PORT)',
+  },
+  apiKey: {
+    env: 'LID_API_KEY',
+    default: undefined,
+    schema: z.string().min(1).optional(),
+    doc: "API key for `lid run` (default: the development tenant's, kept under LID_DATA_DIR)",
+  },
   logLevel: {
     env: 'LOG_LEVEL',
     default: 'info',
