@@ -4,8 +4,10 @@ import { Command } from 'commander';
 import { ConfigError, describeConfig, type LidConfig, loadConfig } from '../common/config.js';
 import { ensureInitBinary } from '../runtime/init/init-binary.js';
 import { imagesCommand } from './images.js';
+import { runCommand } from './run.js';
+import { tenantsCommand } from './tenants.js';
+import { gatewayCommand, upCommand } from './up.js';
 import { workerCommand } from './worker.js';
-import { notBuilt } from './not-built.js';
 import { sandboxCommand } from './sandbox-run.js';
 
 export function buildProgram(config: LidConfig): Command {
@@ -19,18 +21,12 @@ export function buildProgram(config: LidConfig): Command {
         .join('\n')}`,
     );
   program.addCommand(sandboxCommand(config));
-  program.addCommand(
-    notBuilt(
-      'up',
-      'run the whole service on this machine: Redis, gateway and a worker',
-      'the job service (gateway, queues, workers)',
-    ),
-  );
-  program.addCommand(notBuilt('gateway', 'run the HTTP gateway', 'the HTTP gateway'));
+  program.addCommand(upCommand(config));
+  program.addCommand(gatewayCommand(config));
   program.addCommand(workerCommand(config));
-  program.addCommand(notBuilt('run', 'submit a job through the gateway', 'submitting through the gateway'));
+  program.addCommand(runCommand(config));
   program.addCommand(imagesCommand(config));
-  program.addCommand(notBuilt('tenants', 'create and manage tenants and API keys', 'tenant management'));
+  program.addCommand(tenantsCommand(config));
   // Used by `npm run build`: compiles the sandbox init ahead of the first sandbox.
   program.addCommand(
     new Command('build-init').description('compile the sandbox init (part of npm run build)').action(() => {

@@ -46,8 +46,8 @@ const TABLE = {
   port: {
     env: 'LID_PORT',
     default: '8080',
-    schema: z.coerce.number().int().min(1).max(65535),
-    doc: 'the gateway listens on this port',
+    schema: z.coerce.number().int().min(0).max(65535),
+    doc: 'the gateway listens on this port (0: any free port)',
   },
   resultTtlSeconds: {
     env: 'LID_RESULT_TTL',

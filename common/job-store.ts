@@ -3,6 +3,7 @@
 //   lid:job:<id>:events   a stream of what happened: state changes, output chunks, the final record
 //   lid:idem:<tenant>:<k> Idempotency-Key -> job id
 //   lid:cancel            pub/sub channel: ids of jobs to cancel now
+//   lid:final             pub/sub channel: ids of jobs that just ended
 // Records and streams expire LID_RESULT_TTL after the job ends. The BullMQ queue itself is `lid-jobs`.
 import type { Redis } from 'ioredis';
 import type { JobRecord, JobState } from './job.js';
@@ -10,7 +11,15 @@ import type { JobRecord, JobState } from './job.js';
 export const QUEUE_NAME = 'lid-jobs';
 export const QUEUE_PREFIX = 'lid';
 export const CANCEL_CHANNEL = 'lid:cancel';
+/** pub/sub channel: ids of jobs whose final record was just stored (the gateway's ?wait listens). */
+export const FINAL_CHANNEL = 'lid:final';
 const STREAM_MAXLEN = 10_000;
+
+const COMPARE_AND_SET = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return 1`;
 
 const recordKey = (id: string) => `lid:job:${id}`;
 export const eventsKey = (id: string) => `lid:job:${id}:events`;
@@ -36,26 +45,26 @@ export class JobStore {
     return text ? (JSON.parse(text) as JobRecord) : null;
   }
 
-  /** Applies a change to a record, retrying if another writer changed it meanwhile (optimistic, WATCH/MULTI). */
+  /**
+   * Applies a change to a record, retrying if another writer changed it meanwhile. A compare-and-set in one Lua
+   * script (not WATCH/MULTI, which is per connection and would mix up concurrent updates sharing a connection).
+   */
   async update(id: string, change: (record: JobRecord) => JobRecord | null): Promise<JobRecord | null> {
     for (;;) {
-      await this.redis.watch(recordKey(id));
-      const current = await this.get(id);
+      const text = await this.redis.get(recordKey(id));
+      const current = text ? (JSON.parse(text) as JobRecord) : null;
       const next = current && change(current);
-      if (!next) {
-        await this.redis.unwatch();
-        return current;
-      }
-      const tx = this.redis.multi().set(recordKey(id), JSON.stringify(next));
-      if (next.finishedAt) tx.expire(recordKey(id), this.resultTtlSeconds);
-      if (await tx.exec()) return next;
+      if (!next) return current;
+      const ttl = next.finishedAt ? this.resultTtlSeconds : 0;
+      if ((await this.redis.eval(COMPARE_AND_SET, 1, recordKey(id), text!, JSON.stringify(next), ttl)) === 1)
+        return next;
     }
   }
 
   async emit(id: string, event: JobEvent): Promise<void> {
     const key = eventsKey(id);
     const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', JSON.stringify(event));
-    if (event.type === 'final') tx.expire(key, this.resultTtlSeconds);
+    if (event.type === 'final') tx.expire(key, this.resultTtlSeconds).publish(FINAL_CHANNEL, id);
     await tx.exec();
   }
 

@@ -14,7 +14,7 @@ import { FINAL_STATES, type JobRecord, type JobRequestInput, JobRequestSchema, t
 import { JobStore, QUEUE_NAME, QUEUE_PREFIX } from './job-store.js';
 import { connectRedis } from './redis.js';
 
-const MAX_PRIORITY = 2_097_152; // BullMQ's largest priority (lowest urgency)
+const MAX_PRIORITY = 2_097_151; // BullMQ's largest priority (lowest urgency): 2^21 - 1
 
 /**
  * The queue priority that makes service fair across tenants: the k-th waiting job of every tenant gets about the

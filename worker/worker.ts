@@ -97,8 +97,10 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
     }
   }
 
+  const queueConnection = connectRedis(opts.redisUrl, 'worker-queue');
+  queueConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
   const worker = new Worker(QUEUE_NAME, processJob, {
-    connection: connectRedis(opts.redisUrl, 'worker-queue'),
+    connection: queueConnection,
     prefix: QUEUE_PREFIX,
     concurrency,
     lockDuration: opts.lockDurationMs ?? 30_000,
@@ -134,7 +136,7 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
         }
         await runtime.close();
         await redis.zrem('lid:workers', id).catch(() => {});
-        await Promise.allSettled([redis.quit(), subscriber.quit()]);
+        await Promise.allSettled([redis.quit(), subscriber.quit(), queueConnection.quit()]);
         log.info('worker stopped');
       })();
       return closing;

@@ -1,0 +1,123 @@
+// `lid up` (what `npm start` runs): the whole service on one machine. It starts Redis (REDIS_URL, or the embedded
+// server under LID_DATA_DIR, installed with apt when missing), builds the default images that are missing, creates
+// a development tenant when there is none (its key kept under LID_DATA_DIR for `lid run`), then runs a worker and
+// the gateway in this process and prints the API key and a curl example. Ctrl-C stops it all gracefully.
+import { Command } from 'commander';
+import type { LidConfig } from '../common/config.js';
+import { DEV_TENANT, readDevKey, saveDevKey } from '../common/dev-tenant.js';
+import { ensureEmbeddedRedis, stopEmbeddedRedis } from '../common/embedded-redis.js';
+import { isLidError } from '../common/errors.js';
+import { createLogger } from '../common/logger.js';
+import { connectRedis } from '../common/redis.js';
+import { startGateway } from '../gateway/server.js';
+import { TenantStore } from '../gateway/tenants.js';
+import { buildImage } from '../images/build-image.js';
+import { listImages } from '../images/catalog.js';
+import { ImageStore } from '../images/store.js';
+import { startWorker } from '../worker/worker.js';
+import { terminalProgress } from './progress.js';
+
+export const DEFAULT_IMAGES = ['busybox', 'python', 'node', 'bash'];
+
+const say = (line: string) => process.stderr.write(`lid up: ${line}\n`);
+
+async function buildMissingImages(config: LidConfig): Promise<void> {
+  const store = ImageStore.open(config.dataDir);
+  const have = new Set(listImages(store).map((i) => i.name));
+  for (const name of DEFAULT_IMAGES.filter((n) => !have.has(`${n}:latest`))) {
+    say(`building the ${name} image from its recipe (first start only)`);
+    const progress = terminalProgress();
+    try {
+      await buildImage(store, name, progress.report);
+    } finally {
+      progress.done();
+    }
+  }
+}
+
+/** The development tenant's key: the one kept under LID_DATA_DIR, or a new tenant when none exists at all. */
+/**
+ * The development tenant may use the whole machine: as many jobs at once as the worker runs, and a request rate
+ * that never stands between a developer (or the load test) and the service.
+ */
+const DEV_SETTINGS = { concurrency: 64, ratePerSec: 5000, maxQueued: 100_000 };
+
+async function devKey(config: LidConfig, url: string): Promise<string | null> {
+  const redis = connectRedis(url, 'up');
+  try {
+    const tenants = new TenantStore(redis);
+    const saved = readDevKey(config);
+    if (saved && (await tenants.authenticate(saved.apiKey))) return saved.apiKey;
+    if ((await tenants.list()).length > 0) return null;
+    const { apiKey } = await tenants.create(DEV_TENANT, DEV_SETTINGS);
+    saveDevKey(config, DEV_TENANT, apiKey);
+    return apiKey;
+  } finally {
+    await redis.quit();
+  }
+}
+
+async function up(config: LidConfig): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    say('the worker runs sandboxes, which needs root (namespaces, mounts, cgroups): run it as root');
+    process.exitCode = 1;
+    return;
+  }
+  const logger = createLogger(config, 'lid');
+  let startedRedis = false;
+  let url = config.redisUrl;
+  if (!url) {
+    const embedded = await ensureEmbeddedRedis(config.dataDir, { onNotice: say });
+    ({ url, started: startedRedis } = embedded);
+    say(`${startedRedis ? 'started' : 'using'} the embedded Redis at ${url} (data in ${config.dataDir}/redis)`);
+  }
+  await buildMissingImages(config);
+  const apiKey = await devKey(config, url);
+  const worker = await startWorker(config, { redisUrl: url, logger });
+  const gateway = await startGateway(config, { logger });
+  const shown = apiKey ?? '<your tenant key: npx lid tenants create NAME>';
+  process.stdout.write(
+    `Lid is up: gateway ${gateway.url}, a worker running ${worker.concurrency} jobs at once.\n` +
+      `API key${apiKey ? ` (tenant "${DEV_TENANT}")` : ''}: ${shown}\n\n` +
+      `  curl -s -H 'Authorization: Bearer ${shown}' -H 'Content-Type: application/json' \\\n` +
+      `    -d '{"image":"python","command":["python3","-c","print(6*7)"]}' '${gateway.url}/v1/jobs?wait=30'\n\n` +
+      `  npx lid run --image python -- python3 -c 'print(6*7)'\n` +
+      `  API reference: ${gateway.url}/docs\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  say('stopping: the gateway, then the worker (running jobs get their grace period)');
+  await gateway.close();
+  await worker.close();
+  if (startedRedis) await stopEmbeddedRedis(config.dataDir);
+}
+
+export function upCommand(config: LidConfig): Command {
+  return new Command('up')
+    .description('run the whole service on this machine: Redis, the gateway and a worker (what npm start runs)')
+    .action(async () => {
+      try {
+        await up(config);
+      } catch (e) {
+        if (!isLidError(e)) throw e;
+        say(e.message);
+        process.exitCode = 1;
+      }
+    });
+}
+
+export function gatewayCommand(config: LidConfig): Command {
+  return new Command('gateway')
+    .description('run the HTTP gateway (REDIS_URL, or the embedded Redis)')
+    .action(async () => {
+      const gateway = await startGateway(config);
+      process.stderr.write(`lid gateway: listening on ${gateway.url}\n`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await gateway.close();
+    });
+}

@@ -1,0 +1,43 @@
+// The gateway's HTTP app: builds it from its dependencies and never listens (gateway/server.ts does), so tests call
+// app.request() with no server. Order matters: the body limit and the request log wrap everything; /v1 requires an
+// API key and takes a rate-limit token before any /v1 route runs; /healthz, /readyz and the reference are public.
+import { Hono } from 'hono';
+import { createLogger } from '../common/logger.js';
+import { BatchStore } from './batch-store.js';
+import type { GatewayDeps, GatewayEnv, Services } from './deps.js';
+import { FinalNotifier } from './final-notifier.js';
+import { ImageCatalog } from './image-names.js';
+import { authenticate } from './middleware/auth.js';
+import { limitBody } from './middleware/body-limit.js';
+import { handleErrors, notFound } from './middleware/errors.js';
+import { rateLimit } from './middleware/rate-limit.js';
+import { logRequests } from './middleware/request-log.js';
+import { Quota } from './quota.js';
+import { batchRoutes } from './routes/batches.js';
+import { jobRoutes } from './routes/jobs.js';
+import { metaRoutes } from './routes/meta.js';
+
+export type { GatewayDeps } from './deps.js';
+
+export function createApp(deps: GatewayDeps): Hono<GatewayEnv> {
+  const ttl = deps.config.resultTtlSeconds;
+  const s: Services = {
+    ...deps,
+    logger: deps.logger ?? createLogger(deps.config, 'gateway'),
+    quota: new Quota(deps.redis, ttl),
+    images: new ImageCatalog(deps.redis),
+    batches: new BatchStore(deps.redis, ttl),
+    finals: deps.finals ?? new FinalNotifier(deps.blockingRedis),
+  };
+
+  const app = new Hono<GatewayEnv>();
+  app.onError(handleErrors({ logger: s.logger }));
+  app.notFound(notFound());
+  app.use(logRequests({ logger: s.logger }));
+  app.use(limitBody());
+  app.use('/v1/*', authenticate({ tenants: s.tenants }), rateLimit({ quota: s.quota }));
+  app.route('/', metaRoutes(s));
+  app.route('/v1/jobs', jobRoutes(s));
+  app.route('/v1/batches', batchRoutes(s));
+  return app;
+}

@@ -1,0 +1,37 @@
+// What the gateway is built from. createApp takes GatewayDeps (connections and stores made by its caller, so tests
+// and `lid up` can share them) and derives Services, the bundle every route factory receives. GatewayEnv types
+// what middleware leaves on the request context for the handlers (the authenticated tenant).
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { LidConfig } from '../common/config.js';
+import type { JobStore } from '../common/job-store.js';
+import type { BatchStore } from './batch-store.js';
+import type { FinalNotifier } from './final-notifier.js';
+import type { ImageCatalog } from './image-names.js';
+import type { Quota } from './quota.js';
+import type { Tenant, TenantStore } from './tenants.js';
+
+export interface GatewayDeps {
+  redis: Redis;
+  /** A fresh connection for blocking reads (XREAD BLOCK); whoever asks for one closes it. */
+  blockingRedis: () => Redis;
+  queue: Queue;
+  jobs: JobStore;
+  tenants: TenantStore;
+  config: LidConfig;
+  logger?: Logger;
+  /** Shared wait for jobs to end; made from blockingRedis when absent (its owner closes it). */
+  finals?: FinalNotifier;
+}
+
+export interface Services extends Required<GatewayDeps> {
+  finals: FinalNotifier;
+  quota: Quota;
+  images: ImageCatalog;
+  batches: BatchStore;
+}
+
+export interface GatewayEnv {
+  Variables: { tenant: Tenant };
+}

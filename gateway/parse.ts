@@ -1,0 +1,24 @@
+// Reading what a client sent: the JSON body and the query string, each checked against a zod schema. Every
+// failure is a 400 that says what to fix; nothing a client sends can reach a handler unchecked or become a 500.
+import type { Context } from 'hono';
+import type { z } from 'zod';
+import { ApiError, invalidRequest, problemsOf } from './api-error.js';
+
+export async function readJson(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') throw new ApiError('invalid_spec', 'body is empty: send a JSON object');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new ApiError('invalid_spec', 'body is not valid JSON', { parser: (e as Error).message });
+  }
+}
+
+export function parseWith<T extends z.ZodType>(schema: T, input: unknown, what: string): z.output<T> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw invalidRequest(problemsOf(parsed.error.issues), what);
+  return parsed.data;
+}
+
+export const parseQuery = <T extends z.ZodType>(c: Context, schema: T): z.output<T> =>
+  parseWith(schema, c.req.query(), 'query');

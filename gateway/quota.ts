@@ -1,0 +1,116 @@
+// A tenant's quotas, checked by the gateway:
+//   rate       a token bucket per tenant (lid:tenant:<t>:rate), refilled at ratePerSec and holding one second's
+//              worth; one Lua script reads, refills and takes, so gateways sharing the Redis share the bucket
+//   max queued the counter lid:tenant:<t>:queued of the tenant's jobs waiting in the queue: INCR at submit, DECR when
+//              refused; a worker DECRs it when the job first leaves the queue, guarded by lid:job:<id>:dequeued
+//              (SET NX) so a job is never counted out twice; the gateway uses the same guard when it cancels one
+//   ceilings   limits a job may ask for (timeout, memory), a 400 naming the field
+import type { Redis } from 'ioredis';
+import type { JobRequest } from '../common/job.js';
+import { DEFAULT_LIMITS } from '../common/run-spec.js';
+import { ApiError, type Problem } from './api-error.js';
+import type { Tenant } from './tenants.js';
+
+export const queuedKey = (tenant: string) => `lid:tenant:${tenant}:queued`;
+const rateKey = (tenant: string) => `lid:tenant:${tenant}:rate`;
+const dequeuedKey = (jobId: string) => `lid:job:${jobId}:dequeued`;
+
+// KEYS[1] the bucket; ARGV: tokens per second, capacity, cost. Returns {1, 0} when taken, else {0, ms to wait}.
+// Time comes from the Redis server, not from each gateway, so gateways with skewed clocks agree.
+const TAKE_TOKENS = `
+local now_s, now_us = unpack(redis.call('TIME'))
+local now = now_s * 1000 + math.floor(now_us / 1000)
+local rate, capacity, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or capacity
+local at = tonumber(bucket[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate / 1000)
+local wait = 0
+if tokens >= cost then tokens = tokens - cost else wait = math.ceil((cost - tokens) * 1000 / rate) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
+if wait > 0 then return {0, wait} end
+return {1, 0}`;
+
+export class Quota {
+  constructor(
+    private readonly redis: Redis,
+    private readonly resultTtlSeconds: number,
+  ) {}
+
+  /** Takes one request's token from the tenant's bucket, or throws 429 with Retry-After (whole seconds, >= 1). */
+  async takeToken(tenant: Tenant): Promise<void> {
+    const capacity = Math.max(1, tenant.ratePerSec);
+    const [taken, waitMs] = (await this.redis.eval(
+      TAKE_TOKENS,
+      1,
+      rateKey(tenant.name),
+      tenant.ratePerSec,
+      capacity,
+      1,
+    )) as [number, number];
+    if (taken === 1) return;
+    const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
+    throw new ApiError(
+      'rate_limited',
+      `tenant ${tenant.name} may make ${tenant.ratePerSec} requests per second: retry in ${retryAfter} s`,
+      { retryAfterSeconds: retryAfter, ratePerSec: tenant.ratePerSec },
+      { 'Retry-After': String(retryAfter) },
+    );
+  }
+
+  /**
+   * Counts n new jobs against the tenant's max queued, or throws 429 (and counts nothing). Returns the count with
+   * them, so the new jobs are the last n positions of the tenant's queue: the fair-share priority needs them.
+   */
+  async reserveQueued(tenant: Tenant, n: number): Promise<number> {
+    const count = await this.redis.incrby(queuedKey(tenant.name), n);
+    if (count <= tenant.maxQueued) return count;
+    await this.redis.decrby(queuedKey(tenant.name), n);
+    const waiting = count - n;
+    throw new ApiError(
+      'queue_full',
+      `tenant ${tenant.name} may have ${tenant.maxQueued} jobs queued and has ${waiting}: ` +
+        `${n === 1 ? 'this job does' : `these ${n} jobs do`} not fit; retry when some have started`,
+      { maxQueued: tenant.maxQueued, queued: waiting, requested: n },
+      { 'Retry-After': '1' },
+    );
+  }
+
+  /** Gives back reservations for jobs that never reached the queue (refused, or the queue add failed). */
+  async releaseQueued(tenantName: string, n: number): Promise<void> {
+    if (n > 0) await this.redis.decrby(queuedKey(tenantName), n);
+  }
+
+  /**
+   * Counts a job out of the queue when the gateway itself removed it (cancelled while queued). The same guard the
+   * workers use makes this a no-op when a worker already counted it out.
+   */
+  async leftQueue(tenantName: string, jobId: string): Promise<void> {
+    if (await this.redis.set(dequeuedKey(jobId), '1', 'EX', this.resultTtlSeconds, 'NX')) {
+      await this.redis.decr(queuedKey(tenantName));
+    }
+  }
+}
+
+/**
+ * Holds a job to the tenant's ceilings. A limit the job asks for above a ceiling is a 400 naming the field; a limit
+ * it leaves out whose default is above the ceiling is set to the ceiling, so that a job that asks for nothing still
+ * runs within what its tenant may use. `prefix` names the job inside a batch ("jobs.3.").
+ */
+export function applyCeilings(request: JobRequest, tenant: Tenant, prefix = ''): JobRequest {
+  const ceilings = { timeoutMs: tenant.maxTimeoutMs, memoryBytes: tenant.maxMemoryBytes } as const;
+  const limits = { ...request.limits };
+  const problems: Problem[] = [];
+  for (const [field, ceiling] of Object.entries(ceilings) as [keyof typeof ceilings, number][]) {
+    const asked = limits[field];
+    if (asked === undefined) {
+      if (DEFAULT_LIMITS[field] > ceiling) limits[field] = ceiling;
+    } else if (asked > ceiling) {
+      const path = `${prefix}limits.${field}`;
+      problems.push({ path, message: `${path} ${asked} is above this tenant's ceiling of ${ceiling}` });
+    }
+  }
+  if (problems.length) throw new ApiError('invalid_spec', problems.map((p) => p.message).join('; '), problems);
+  return { ...request, limits };
+}

@@ -1,0 +1,70 @@
+// /v1/batches: submit up to 1000 jobs at once (all checked first: one bad spec is a 400 naming jobs.<i>.<field>
+// and nothing is queued), and read a batch back: counts by state over all its jobs, and its jobs' records a page
+// at a time. Like jobs, another tenant's batch answers 404.
+import { Hono } from 'hono';
+import { JOB_STATES, type JobRecord, type JobState } from '../../common/job.js';
+import { ApiError } from '../api-error.js';
+import { BATCH_ID, BatchRequestSchema, newBatchId, PageQuerySchema } from '../api-schemas.js';
+import type { BatchRecord } from '../batch-store.js';
+import type { GatewayEnv, Services } from '../deps.js';
+import { idempotencyKey, traceparent } from '../headers.js';
+import { checkJobs } from '../job-checks.js';
+import { parseQuery, parseWith, readJson } from '../parse.js';
+import { Submission } from '../submission.js';
+
+export function batchRoutes(s: Services): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+
+  app.post('/', async (c) => {
+    const key = idempotencyKey(c);
+    const tenant = c.get('tenant');
+    const body = parseWith(BatchRequestSchema, await readJson(c), 'batch');
+    const requests = await checkJobs(s, tenant, body.jobs, (i) => `jobs.${i}.`);
+    const submission = await Submission.reserve(s, tenant, requests, traceparent(c));
+    const id = newBatchId();
+    if (key) {
+      const holder = await s.jobs.claimIdempotencyKey(tenant.name, `batch:${key}`, id);
+      if (holder !== id) {
+        await submission.abandon();
+        const earlier = await s.batches.get(holder);
+        if (!earlier) throw new ApiError('conflict', `a batch with Idempotency-Key "${key}" is still in progress`);
+        return c.json({ id: earlier.id, total: earlier.jobIds.length }, 202);
+      }
+    }
+    await submission.commit();
+    const batch: BatchRecord = {
+      id,
+      tenant: tenant.name,
+      jobIds: submission.ids,
+      createdAt: new Date().toISOString(),
+      callbackUrl: body.callbackUrl ?? null,
+    };
+    await s.batches.create(batch);
+    s.logger.info({ batchId: id, tenant: tenant.name, jobs: batch.jobIds.length }, 'batch submitted');
+    c.header('Location', `/v1/batches/${id}`);
+    return c.json({ id, total: batch.jobIds.length }, 202);
+  });
+
+  app.get('/:id', async (c) => {
+    const id = c.req.param('id');
+    const batch = BATCH_ID.test(id) ? await s.batches.get(id) : null;
+    if (!batch || batch.tenant !== c.get('tenant').name) throw new ApiError('not_found', `no batch ${id}`);
+    const { cursor, limit } = parseQuery(c, PageQuerySchema);
+    // Counts need every record; a batch holds at most 1000, read concurrently on one connection.
+    const records = await Promise.all(batch.jobIds.map((jobId) => s.jobs.get(jobId)));
+    const counts = Object.fromEntries(JOB_STATES.map((state) => [state, 0])) as Record<JobState, number>;
+    for (const r of records) if (r) counts[r.state] += 1;
+    const end = cursor + limit;
+    return c.json({
+      id: batch.id,
+      total: batch.jobIds.length,
+      createdAt: batch.createdAt,
+      callbackUrl: batch.callbackUrl,
+      counts,
+      jobs: records.slice(cursor, end).filter((r): r is JobRecord => r !== null),
+      nextCursor: end < batch.jobIds.length ? String(end) : null,
+    });
+  });
+
+  return app;
+}

@@ -1,0 +1,79 @@
+// startGateway as a real HTTP server on a free port, with its own Redis connections: it reports its real URL,
+// frees a follower's Redis connection when an SSE client disconnects, and closes (idempotently) even while a stream
+// is still open.
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../common/config.js';
+import { connectRedis } from '../common/redis.js';
+import { connectionsNamed } from '../test/gateway-harness.js';
+import { startTestRedis, type TestRedis } from '../test/redis-server.js';
+import { type RunningGateway, startGateway } from './server.js';
+import { TenantStore } from './tenants.js';
+
+let server: TestRedis;
+let redis: Redis;
+let gateway: RunningGateway;
+let auth: Record<string, string>;
+beforeAll(async () => {
+  server = await startTestRedis();
+  redis = connectRedis(server.url, 'test');
+  const { apiKey } = await new TenantStore(redis).create('acme');
+  auth = { Authorization: `Bearer ${apiKey}` };
+  // port 0 (any free port) directly: LID_PORT itself accepts only 1..65535 today.
+  gateway = await startGateway({ ...loadConfig({ REDIS_URL: server.url, LOG_LEVEL: 'silent' }), port: 0 });
+});
+afterAll(async () => {
+  await gateway?.close();
+  await redis?.quit();
+  await server?.stop();
+});
+
+const settle = async (check: () => Promise<boolean>) => {
+  for (let i = 0; i < 100 && !(await check()); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+};
+
+it('listens on a free port and serves the API', async () => {
+  expect(gateway.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  expect(gateway.url).not.toMatch(/:0$/);
+  expect(await (await fetch(`${gateway.url}/healthz`)).json()).toEqual({ status: 'ok' });
+  const res = await fetch(`${gateway.url}/v1/jobs`, {
+    method: 'POST',
+    headers: { ...auth, 'Content-Type': 'application/json' },
+    body: '{"image": "busybox", "command": ["true"]}',
+  });
+  expect(res.status).toBe(202);
+});
+
+it('frees the Redis connection of an SSE stream when the client disconnects', async () => {
+  const submitted = await fetch(`${gateway.url}/v1/jobs`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ image: 'busybox' }),
+  });
+  const { id } = (await submitted.json()) as { id: string };
+  const client = new AbortController();
+  const res = await fetch(`${gateway.url}/v1/jobs/${id}/events`, { headers: auth, signal: client.signal });
+  const reader = res.body!.getReader();
+  await reader.read(); // the replayed `queued` event
+  await settle(async () => (await connectionsNamed(redis, 'gateway-events')) === 1);
+  expect(await connectionsNamed(redis, 'gateway-events')).toBe(1);
+  client.abort();
+  await settle(async () => (await connectionsNamed(redis, 'gateway-events')) === 0);
+  expect(await connectionsNamed(redis, 'gateway-events')).toBe(0);
+});
+
+it('closes with a stream still open, once however often it is asked', async () => {
+  const { id } = (await (
+    await fetch(`${gateway.url}/v1/jobs`, { method: 'POST', headers: auth, body: '{"image": "busybox"}' })
+  ).json()) as { id: string };
+  const res = await fetch(`${gateway.url}/v1/jobs/${id}/events`, { headers: auth });
+  await res.body!.getReader().read();
+  const started = Date.now();
+  await Promise.all([gateway.close(), gateway.close()]);
+  expect(Date.now() - started).toBeLessThan(5000);
+  await expect(fetch(`${gateway.url}/healthz`)).rejects.toThrow();
+  const open = async () =>
+    (await connectionsNamed(redis, 'gateway')) + (await connectionsNamed(redis, 'gateway-events'));
+  await settle(async () => (await open()) === 0);
+  expect(await open()).toBe(0);
+});

@@ -1,0 +1,89 @@
+// The gateway as a running server: @hono/node-server serving createApp on config.port (0 picks a free port; the
+// URL reports the real one). Without deps it opens its own Redis connections (REDIS_URL, or the embedded Redis)
+// and closes them on close(); deps given by the caller stay the caller's. close() is idempotent: one memoised
+// promise running an ordered list of cleanups, each in its own try/catch so one failure does not skip the rest.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import { Queue } from 'bullmq';
+import type { LidConfig } from '../common/config.js';
+import { JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { createLogger } from '../common/logger.js';
+import { connectRedis, redisUrl } from '../common/redis.js';
+import { createApp } from './app.js';
+import type { GatewayDeps } from './deps.js';
+import { FinalNotifier } from './final-notifier.js';
+import { TenantStore } from './tenants.js';
+
+/** Streams (SSE, ?wait) still open this long after close() starts are cut; clients reconnect elsewhere. */
+const DRAIN_MS = 2000;
+
+export interface RunningGateway {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startGateway(config: LidConfig, deps: Partial<GatewayDeps> = {}): Promise<RunningGateway> {
+  const logger = deps.logger ?? createLogger(config, 'gateway');
+  const url =
+    deps.redis && deps.blockingRedis ? undefined : await redisUrl(config, { onNotice: (m) => logger.info(m) });
+  const open = (purpose: string) => {
+    const connection = connectRedis(url!, purpose);
+    connection.on('error', (err) => logger.warn({ err, purpose }, 'redis connection error'));
+    return connection;
+  };
+  const redis = deps.redis ?? open('gateway');
+  const queue = deps.queue ?? new Queue(QUEUE_NAME, { connection: redis, prefix: QUEUE_PREFIX });
+  const finals = deps.finals ?? new FinalNotifier(deps.blockingRedis ?? (() => open('gateway-finals')));
+  const app = createApp({
+    finals,
+    redis,
+    blockingRedis: deps.blockingRedis ?? (() => open('gateway-events')),
+    queue,
+    jobs: deps.jobs ?? new JobStore(redis, config.resultTtlSeconds),
+    tenants: deps.tenants ?? new TenantStore(redis),
+    config,
+    logger,
+  });
+
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const listening = serve({ fetch: app.fetch, port: config.port }, () => resolve(listening));
+    listening.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  logger.info({ port }, 'gateway listening');
+
+  // In order: stop taking requests, then close what this function opened (the queue uses the connection).
+  const cleanups: [string, () => Promise<unknown>][] = [['http server', () => stopServer(server)]];
+  if (!deps.finals) cleanups.push(['final notifier', async () => finals.close()]);
+  if (!deps.queue) cleanups.push(['queue', () => queue.close()]);
+  if (!deps.redis) cleanups.push(['redis', () => redis.quit()]);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      (closing ??= (async () => {
+        for (const [what, cleanup] of cleanups) {
+          try {
+            await cleanup();
+          } catch (err) {
+            logger.warn({ err }, `closing the gateway: ${what} failed`);
+          }
+        }
+      })()),
+  };
+}
+
+/** Lets requests in flight finish; idle keep-alive connections close now, streams still open after DRAIN_MS are cut. */
+function stopServer(server: ServerType): Promise<void> {
+  return new Promise((resolve) => {
+    const http = server as Server;
+    const cut = setTimeout(() => http.closeAllConnections(), DRAIN_MS);
+    server.close(() => {
+      clearTimeout(cut);
+      resolve();
+    });
+    http.closeIdleConnections();
+  });
+}
