@@ -2,6 +2,9 @@
 // results, streamed output, cancellation, tenant concurrency, exactly-once results, and the failure cases --
 // a worker SIGKILLed mid-job, a worker stopped gracefully, Redis killed and restarted from its AOF.
 import { type ChildProcess, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -164,6 +167,45 @@ describePrivileged('worker', () => {
     await new Promise((r) => setTimeout(r, 1000));
     await queue.close();
     expect(await client.get(id)).toEqual(first);
+  });
+
+  it('POSTs the final record to the callback URL, signed, retrying until the receiver takes it', async () => {
+    const apiKey = 'lid_callback-test-key';
+    const keyHash = crypto.createHash('sha256').update(apiKey).digest('hex');
+    const r = new Redis(redis.url);
+    await r.set('lid:tenant:hooked', JSON.stringify({ concurrency: 4, keyHash }));
+    r.disconnect();
+    const received: { attempt: string; signature: string; body: string }[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => {
+        received.push({
+          attempt: String(req.headers['lid-delivery-attempt']),
+          signature: String(req.headers['lid-signature']),
+          body,
+        });
+        res.writeHead(received.length === 1 ? 500 : 204).end(); // the first delivery fails: it must be retried
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+      const { id } = await client.submit('hooked', {
+        image: IMAGE,
+        command: ['echo', 'called back'],
+        callbackUrl: url,
+      });
+      await client.wait(id, 20_000);
+      for (let i = 0; i < 100 && received.length < 2; i++) await new Promise((res) => setTimeout(res, 50));
+      expect(received.map((d) => d.attempt)).toEqual(['1', '2']);
+      const { signature, body } = received[1]!;
+      const [, t, mac] = /^t=(\d+),v1=([a-f0-9]{64})$/.exec(signature)!;
+      expect(crypto.createHmac('sha256', keyHash).update(`${t}.${body}`).digest('hex')).toBe(mac);
+      expect(JSON.parse(body)).toMatchObject({ id, state: 'completed', result: { stdout: 'called back\n' } });
+    } finally {
+      server.close();
+    }
   });
 
   it('finishes on another worker the job of a worker SIGKILLed mid-job', { timeout: 60_000 }, async () => {

@@ -13,6 +13,7 @@ import { CANCEL_CHANNEL, JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/jo
 import { connectRedis } from '../common/redis.js';
 import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
+import { Callbacks } from './callbacks.js';
 import { ImageProvider } from './image-provider.js';
 import { JobRunner, WorkerStopping } from './job-runner.js';
 import { LEASE_MS, TenantSlots } from './tenant-slots.js';
@@ -89,6 +90,14 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
       jlog.info({ image: queued.request.image }, 'job started');
       const outcome = await runner.run(queued, abort.signal);
       jlog.info({ outcome }, 'job ended');
+      if (queued.request.callbackUrl && outcome !== 'skipped') {
+        const record = await jobs.get(queued.id);
+        // A failure to queue the delivery must not fail the job, whose result is already stored.
+        if (record)
+          await callbacks
+            .send(queued.request.callbackUrl, record)
+            .catch((e: Error) => jlog.warn({ err: e.message }, 'callback not queued'));
+      }
       return outcome;
     } finally {
       clearInterval(refresh);
@@ -99,6 +108,9 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
 
   const queueConnection = connectRedis(opts.redisUrl, 'worker-queue');
   queueConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
+  const callbackConnection = queueConnection.duplicate();
+  callbackConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
+  const callbacks = new Callbacks(redis, callbackConnection, log);
   const worker = new Worker(QUEUE_NAME, processJob, {
     connection: queueConnection,
     prefix: QUEUE_PREFIX,
@@ -114,7 +126,15 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
       { jobId: job.id, attempt: job.attemptsMade, err: err.message },
       last ? 'job failed for good' : 'job failed; will retry',
     );
-    if (last && job.id) void runner.giveUp(job.id, err).catch(() => {});
+    if (!last || !job.id) return;
+    const request = (job.data as { request?: { callbackUrl?: string } }).request;
+    void runner
+      .giveUp(job.id, err)
+      .then(async () => {
+        const record = await jobs.get(job.id!);
+        if (record && request?.callbackUrl) await callbacks.send(request.callbackUrl, record);
+      })
+      .catch(() => {});
   });
   worker.on('error', (e) => log.warn({ err: e.message }, 'worker error'));
   log.info({ concurrency }, 'worker started');
@@ -135,8 +155,9 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
           clearTimeout(grace);
         }
         await runtime.close();
+        await callbacks.close();
         await redis.zrem('lid:workers', id).catch(() => {});
-        await Promise.allSettled([redis.quit(), subscriber.quit(), queueConnection.quit()]);
+        await Promise.allSettled([redis.quit(), subscriber.quit(), queueConnection.quit(), callbackConnection.quit()]);
         log.info('worker stopped');
       })();
       return closing;

@@ -1,0 +1,86 @@
+// Callbacks: when a job that named a callbackUrl ends, its final record is POSTed there, signed, and retried with
+// exponential backoff until the receiver answers 2xx (or the attempts run out). Deliveries are BullMQ jobs on their
+// own queue (lid-callbacks), so a worker that dies mid-retry leaves them to another worker instead of losing them.
+//
+// Signature (header Lid-Signature): t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed by the SHA-256
+// (hex) of the tenant's API key -- the receiver computes the same key from the key it holds, and the timestamp
+// lets it refuse replays.
+import crypto from 'node:crypto';
+import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { JobRecord } from '../common/job.js';
+import { QUEUE_PREFIX } from '../common/job-store.js';
+
+export const CALLBACK_QUEUE = 'lid-callbacks';
+const ATTEMPTS = 8;
+const FIRST_RETRY_MS = 500;
+const TIMEOUT_MS = 10_000;
+
+export function signBody(key: string, body: string, timestamp: number): string {
+  const mac = crypto.createHmac('sha256', key).update(`${timestamp}.${body}`).digest('hex');
+  return `t=${timestamp},v1=${mac}`;
+}
+
+interface Delivery {
+  url: string;
+  tenant: string;
+  record: JobRecord;
+}
+
+export class Callbacks {
+  private readonly queue: Queue;
+  private readonly worker: Worker;
+
+  constructor(
+    private readonly redis: Redis,
+    queueConnection: Redis,
+    private readonly log: Logger,
+  ) {
+    this.queue = new Queue(CALLBACK_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
+    this.worker = new Worker(CALLBACK_QUEUE, (job) => this.deliver(job.data as Delivery, job.attemptsMade + 1), {
+      connection: queueConnection,
+      prefix: QUEUE_PREFIX,
+      concurrency: 16,
+    });
+    this.worker.on('failed', (job, err) => {
+      if (job && job.attemptsMade >= ATTEMPTS)
+        this.log.warn({ jobId: (job.data as Delivery).record.id, err: err.message }, 'callback given up');
+    });
+  }
+
+  async send(url: string, record: JobRecord): Promise<void> {
+    await this.queue.add('callback', { url, tenant: record.tenant, record } satisfies Delivery, {
+      jobId: `callback-${record.id}`, // one delivery per job, even if the job's end is recorded twice
+      attempts: ATTEMPTS,
+      backoff: { type: 'exponential', delay: FIRST_RETRY_MS },
+      removeOnComplete: 1000,
+      removeOnFail: 1000,
+    });
+  }
+
+  private async deliver({ url, tenant, record }: Delivery, attempt: number): Promise<void> {
+    const stored = await this.redis.get(`lid:tenant:${tenant}`);
+    const key = stored ? (JSON.parse(stored) as { keyHash?: string }).keyHash : undefined;
+    if (!key) throw new Error(`tenant ${tenant} has no key to sign callbacks with`);
+    const body = JSON.stringify(record);
+    const res = await fetch(url, {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'lid-signature': signBody(key, body, Math.floor(Date.now() / 1000)),
+        'lid-job-id': record.id,
+        'lid-delivery-attempt': String(attempt),
+      },
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+      redirect: 'manual',
+    });
+    if (res.status < 200 || res.status > 299) throw new Error(`callback to ${url} answered ${res.status}`);
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close();
+    await this.queue.close();
+  }
+}
