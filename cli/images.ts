@@ -9,13 +9,16 @@ import { inspectImage, listImages, removeImage } from '../images/catalog.js';
 import { collectGarbage } from '../images/gc.js';
 import { importImage } from '../images/import.js';
 import { pullImage } from '../images/registry/client.js';
+import { type Credentials, parseCredsFlag } from '../images/registry/credentials.js';
 import { ImageStore } from '../images/store.js';
 import { terminalProgress } from './progress.js';
 
-function parseCreds(value: string): { username: string; password: string } {
-  const colon = value.indexOf(':');
-  if (colon <= 0) throw new InvalidArgumentError('use --creds USER:PASS');
-  return { username: value.slice(0, colon), password: value.slice(colon + 1) };
+function parseCreds(value: string): Credentials {
+  try {
+    return parseCredsFlag(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function asSize(value: string): number {
@@ -83,7 +86,7 @@ export function imagesCommand(config: LidConfig): Command {
     .argument('<ref>', 'e.g. 127.0.0.1:5000/team/app:1.0')
     .option('--creds <user:pass>', 'registry credentials (default: from auth.json / ~/.docker/config.json)', parseCreds)
     .option('--plain-http', 'talk plain HTTP (for a registry on loopback)')
-    .action((ref: string, opts: { creds?: { username: string; password: string }; plainHttp?: boolean }) =>
+    .action((ref: string, opts: { creds?: Credentials; plainHttp?: boolean }) =>
       report('pull', async (p) => {
         const image = await pullImage(ref, open(), {
           creds: opts.creds,
