@@ -103,3 +103,22 @@ describePrivileged('lid sandbox run --image with the recipe images', () => {
     expect(ls.map((i) => i.name)).toEqual(['bash:latest', 'node:latest', 'python:latest']);
   });
 });
+
+describePrivileged('progress on a terminal', () => {
+  it(
+    'shows long steps as one rewritten line on a terminal (and nothing in a pipe, tested above)',
+    { timeout: 300_000 },
+    () => {
+      // script(1) gives the command a pseudo-terminal, as a person's shell would.
+      const r = spawnSync('script', ['-qec', `${process.execPath} ${lidBin} images build busybox`, '/dev/null'], {
+        encoding: 'utf8',
+        env: { ...process.env, LID_DATA_DIR: path.join(tmp, 'tty') },
+        timeout: 300_000,
+      });
+      expect(r.status).toBe(0);
+      const redrawn = '\r\u001b[2K'; // carriage return + erase line: the progress line is rewritten in place
+      expect(r.stdout).toContain(`${redrawn}unpacking packages 100% (1/1)`);
+      expect(r.stdout).toMatch(/busybox:latest sha256:[a-f0-9]{64}/);
+    },
+  );
+});

@@ -8,6 +8,7 @@ import { DEV_TENANT, readDevKey, saveDevKey } from '../common/dev-tenant.js';
 import { ensureEmbeddedRedis, stopEmbeddedRedis } from '../common/embedded-redis.js';
 import { isLidError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
+import { createMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
 import { startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
@@ -15,7 +16,9 @@ import { buildImage } from '../images/build-image.js';
 import { listImages } from '../images/catalog.js';
 import { ImageStore } from '../images/store.js';
 import { startWorker } from '../worker/worker.js';
+import { adminToken } from './admin-token.js';
 import { terminalProgress } from './progress.js';
+import { startTelemetry } from './telemetry.js';
 
 export const DEFAULT_IMAGES = ['busybox', 'python', 'node', 'bash'];
 
@@ -73,8 +76,12 @@ async function up(config: LidConfig): Promise<void> {
   }
   await buildMissingImages(config);
   const apiKey = await devKey(config, url);
-  const worker = await startWorker(config, { redisUrl: url, logger });
-  const gateway = await startGateway(config, { logger });
+  const telemetry = await startTelemetry(config, 'lid');
+  // One registry for both: the gateway's /metrics then shows the worker's numbers too.
+  const metrics = createMetrics();
+  const admin = adminToken(config);
+  const worker = await startWorker(config, { redisUrl: url, logger, metrics });
+  const gateway = await startGateway({ ...config, adminToken: admin }, { logger, metrics });
   const shown = apiKey ?? '<your tenant key: npx lid tenants create NAME>';
   process.stdout.write(
     `Lid is up: gateway ${gateway.url}, a worker running ${worker.concurrency} jobs at once.\n` +
@@ -82,7 +89,9 @@ async function up(config: LidConfig): Promise<void> {
       `  curl -s -H 'Authorization: Bearer ${shown}' -H 'Content-Type: application/json' \\\n` +
       `    -d '{"image":"python","command":["python3","-c","print(6*7)"]}' '${gateway.url}/v1/jobs?wait=30'\n\n` +
       `  npx lid run --image python -- python3 -c 'print(6*7)'\n` +
-      `  API reference: ${gateway.url}/docs\n`,
+      `  API reference: ${gateway.url}/docs\n` +
+      `  dashboard: ${gateway.url}/dashboard?token=${admin}\n` +
+      `  metrics: ${gateway.url}/metrics\n`,
   );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
@@ -91,6 +100,7 @@ async function up(config: LidConfig): Promise<void> {
   say('stopping: the gateway, then the worker (running jobs get their grace period)');
   await gateway.close();
   await worker.close();
+  await telemetry.shutdown();
   if (startedRedis) await stopEmbeddedRedis(config.dataDir);
 }
 
@@ -112,6 +122,7 @@ export function gatewayCommand(config: LidConfig): Command {
   return new Command('gateway')
     .description('run the HTTP gateway (REDIS_URL, or the embedded Redis)')
     .action(async () => {
+      const telemetry = await startTelemetry(config, 'lid-gateway');
       const gateway = await startGateway(config);
       process.stderr.write(`lid gateway: listening on ${gateway.url}\n`);
       await new Promise<void>((resolve) => {
@@ -119,5 +130,6 @@ export function gatewayCommand(config: LidConfig): Command {
         process.once('SIGTERM', resolve);
       });
       await gateway.close();
+      await telemetry.shutdown();
     });
 }

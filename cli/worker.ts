@@ -5,6 +5,7 @@ import type { LidConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { redisUrl } from '../common/redis.js';
 import { startWorker } from '../worker/worker.js';
+import { startTelemetry } from './telemetry.js';
 
 export function workerCommand(config: LidConfig): Command {
   return new Command('worker')
@@ -12,9 +13,10 @@ export function workerCommand(config: LidConfig): Command {
     .action(async () => {
       const logger = createLogger(config, 'worker');
       const url = await redisUrl(config, { onNotice: (msg) => logger.info(msg) });
+      const telemetry = await startTelemetry(config, 'lid-worker');
       const worker = await startWorker(config, { redisUrl: url, logger });
       await new Promise<void>((resolve) => {
-        const stop = () => void worker.close().then(resolve);
+        const stop = () => void worker.close().then(telemetry.shutdown).then(resolve);
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });

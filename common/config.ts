@@ -85,6 +85,56 @@ const TABLE = {
     schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
     doc: 'pino log level',
   },
+  metricsToken: {
+    env: 'LID_METRICS_TOKEN',
+    default: undefined,
+    schema: z.string().min(16, 'must be at least 16 characters').optional(),
+    doc: 'when set, GET /metrics (gateway and worker) asks for Authorization: Bearer <it> (default: public)',
+  },
+  workerMetricsPort: {
+    env: 'LID_WORKER_METRICS_PORT',
+    default: '9464',
+    schema: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]),
+    doc: "a worker serves GET /metrics on this port (0: any free port; off: none; `lid up` uses the gateway's)",
+  },
+  adminToken: {
+    env: 'LID_ADMIN_TOKEN',
+    default: undefined,
+    schema: z.string().min(16, 'must be at least 16 characters').optional(),
+    doc: 'opens the read-only /dashboard to whoever holds it (default: dashboard off; `lid up` makes one)',
+  },
+  // Trace export, under the standard OpenTelemetry names (read here and passed to the exporter explicitly). With no
+  // endpoint nothing is exported; the per-job timeline of GET /v1/jobs/:id/trace is kept in Redis either way.
+  otlpEndpoint: {
+    env: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+    default: undefined,
+    schema: z.url({ protocol: /^https?$/ }).optional(),
+    doc: 'OTLP/HTTP collector base URL; traces go to <url>/v1/traces (default: no export)',
+  },
+  otlpTracesEndpoint: {
+    env: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    default: undefined,
+    schema: z.url({ protocol: /^https?$/ }).optional(),
+    doc: 'full OTLP/HTTP URL for traces, used as is (overrides OTEL_EXPORTER_OTLP_ENDPOINT)',
+  },
+  tracesExporter: {
+    env: 'OTEL_TRACES_EXPORTER',
+    default: 'otlp',
+    schema: z.enum(['otlp', 'none']),
+    doc: 'otlp, or none to export nothing even when an endpoint is set',
+  },
+  serviceName: {
+    env: 'OTEL_SERVICE_NAME',
+    default: undefined,
+    schema: z.string().min(1).optional(),
+    doc: 'service.name of exported spans (default: lid-gateway, lid-worker or lid)',
+  },
+  bspScheduleDelayMs: {
+    env: 'OTEL_BSP_SCHEDULE_DELAY',
+    default: '5000',
+    schema: z.coerce.number().int().min(0),
+    doc: 'milliseconds between two span exports',
+  },
 } as const;
 
 type Table = typeof TABLE;

@@ -68,6 +68,8 @@ export const QueuedJobSchema = z.strictObject({
   request: JobRequestSchema,
   createdAt: z.string(),
   traceparent: z.string().optional(),
+  /** The batch the job belongs to: the worker that ends its last job delivers the batch's callback. */
+  batchId: z.string().optional(),
 });
 export type QueuedJob = z.output<typeof QueuedJobSchema>;
 

@@ -123,6 +123,19 @@ export interface RunTimings {
   teardownMs: number;
 }
 
+/**
+ * Where setup time went, in the order the steps run: the job's cgroups made, the spawner thread's new namespaces
+ * entered, the sandbox init spawned, the root filesystem mounted (and the thread back on the host), the init attached
+ * to its cgroups. They add up to about timings.setupMs.
+ */
+export interface SetupSteps {
+  cgroupsMs: number;
+  namespacesMs: number;
+  spawnMs: number;
+  mountsMs: number;
+  attachMs: number;
+}
+
 export interface RunResult {
   status: RunStatus;
   exitCode: number | null;
@@ -133,4 +146,5 @@ export interface RunResult {
   stderrTruncated: boolean;
   usage: RunUsage;
   timings: RunTimings;
+  setupSteps?: SetupSteps;
 }

@@ -3,6 +3,7 @@
 // API key and takes a rate-limit token before any /v1 route runs; /healthz, /readyz and the reference are public.
 import { Hono } from 'hono';
 import { createLogger } from '../common/logger.js';
+import { createMetrics } from '../common/metrics.js';
 import { BatchStore } from './batch-store.js';
 import type { GatewayDeps, GatewayEnv, Services } from './deps.js';
 import { FinalNotifier } from './final-notifier.js';
@@ -12,10 +13,13 @@ import { limitBody } from './middleware/body-limit.js';
 import { handleErrors, notFound } from './middleware/errors.js';
 import { rateLimit } from './middleware/rate-limit.js';
 import { logRequests } from './middleware/request-log.js';
+import { traceRequests } from './middleware/trace.js';
 import { Quota } from './quota.js';
 import { batchRoutes } from './routes/batches.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { jobRoutes } from './routes/jobs.js';
 import { metaRoutes } from './routes/meta.js';
+import { metricsRoutes } from './routes/metrics.js';
 
 export type { GatewayDeps } from './deps.js';
 
@@ -28,15 +32,20 @@ export function createApp(deps: GatewayDeps): Hono<GatewayEnv> {
     images: new ImageCatalog(deps.redis),
     batches: new BatchStore(deps.redis, ttl),
     finals: deps.finals ?? new FinalNotifier(deps.blockingRedis),
+    metrics: deps.metrics ?? createMetrics(),
   };
 
   const app = new Hono<GatewayEnv>();
   app.onError(handleErrors({ logger: s.logger }));
   app.notFound(notFound());
+  app.use(traceRequests()); // outermost, so that the request log line can name the trace
   app.use(logRequests({ logger: s.logger }));
   app.use(limitBody());
   app.use('/v1/*', authenticate({ tenants: s.tenants }), rateLimit({ quota: s.quota }));
   app.route('/', metaRoutes(s));
+  // Outside /v1: /metrics is public unless LID_METRICS_TOKEN is set; /dashboard checks LID_ADMIN_TOKEN itself.
+  app.route('/', metricsRoutes(s));
+  app.route('/', dashboardRoutes(s));
   app.route('/v1/jobs', jobRoutes(s));
   app.route('/v1/batches', batchRoutes(s));
   return app;

@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { LidConfig } from '../common/config.js';
 import type { JobStore } from '../common/job-store.js';
+import type { LidMetrics } from '../common/metrics.js';
 import type { BatchStore } from './batch-store.js';
 import type { FinalNotifier } from './final-notifier.js';
 import type { ImageCatalog } from './image-names.js';
@@ -23,6 +24,8 @@ export interface GatewayDeps {
   logger?: Logger;
   /** Shared wait for jobs to end; made from blockingRedis when absent (its owner closes it). */
   finals?: FinalNotifier;
+  /** Prometheus metrics served on /metrics; `lid up` shares one registry with its worker. Made when absent. */
+  metrics?: LidMetrics;
 }
 
 export interface Services extends Required<GatewayDeps> {

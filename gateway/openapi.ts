@@ -107,6 +107,22 @@ function paths(): OpenApiDocument['paths'] {
         },
       },
     },
+    '/v1/jobs/{id}/trace': {
+      get: {
+        summary: "Read a job's trace: its spans from the gateway and the worker",
+        description:
+          'Spans {name, spanId, parentSpanId, start, durationMs, attributes (lid.*), status} sorted by start, with ' +
+          'no tracing backend needed. A span whose parent is not listed continues the client traceparent.',
+        parameters: [idParam('job id')],
+        responses: {
+          200: {
+            description: 'the trace id (null when the job has none) and the spans recorded so far',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          },
+          ...errors(401, 404),
+        },
+      },
+    },
     '/v1/batches': {
       post: {
         summary: 'Submit a batch of up to 1000 jobs',

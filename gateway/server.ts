@@ -9,6 +9,7 @@ import { Queue } from 'bullmq';
 import type { LidConfig } from '../common/config.js';
 import { JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
 import { createLogger } from '../common/logger.js';
+import { createMetrics } from '../common/metrics.js';
 import { connectRedis, redisUrl } from '../common/redis.js';
 import { createApp } from './app.js';
 import type { GatewayDeps } from './deps.js';
@@ -27,9 +28,11 @@ export async function startGateway(config: LidConfig, deps: Partial<GatewayDeps>
   const logger = deps.logger ?? createLogger(config, 'gateway');
   const url =
     deps.redis && deps.blockingRedis ? undefined : await redisUrl(config, { onNotice: (m) => logger.info(m) });
+  const metrics = deps.metrics ?? createMetrics();
   const open = (purpose: string) => {
     const connection = connectRedis(url!, purpose);
     connection.on('error', (err) => logger.warn({ err, purpose }, 'redis connection error'));
+    connection.on('error', () => metrics.redisErrors.inc({ component: purpose }));
     return connection;
   };
   const redis = deps.redis ?? open('gateway');
@@ -44,6 +47,7 @@ export async function startGateway(config: LidConfig, deps: Partial<GatewayDeps>
     tenants: deps.tenants ?? new TenantStore(redis),
     config,
     logger,
+    metrics,
   });
 
   const server = await new Promise<ServerType>((resolve, reject) => {

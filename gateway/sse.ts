@@ -50,7 +50,7 @@ export async function sendEvents(
       if (current && isFinal(current)) await stream.writeSSE({ event: 'final', data: JSON.stringify(current) });
     }
   } catch (e) {
-    s.logger.error({ err: e, jobId: record.id, tenant: record.tenant }, 'event stream failed');
+    s.logger.error({ err: e, jobId: record.id, tenant: record.tenant, traceId: record.traceId }, 'event stream failed');
     const error = envelope('internal', 'the event stream broke off: reconnect with Last-Event-ID to resume');
     await stream.writeSSE({ event: 'error', data: JSON.stringify(error) });
   }

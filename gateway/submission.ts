@@ -2,10 +2,12 @@
 // (Idempotency-Key): `reserve` counts the jobs against the tenant's max queued and names them; `commit` writes their
 // records (state queued) and only then adds them to BullMQ, so a worker never takes a job that has no record; if the
 // add fails the records are marked `error` and the reservation is given back. `abandon` gives it back unused.
+import type { Attributes, Span } from '@opentelemetry/api';
 import type { JobsOptions } from 'bullmq';
 import { LidError } from '../common/errors.js';
 import type { JobRecord, JobRequest, QueuedJob } from '../common/job.js';
 import { fairPriority, newJobId } from '../common/queue-client.js';
+import { ATTR, inSpan, limitAttributes, spanTraceId, traceparentOf } from '../common/telemetry.js';
 import type { Services } from './deps.js';
 import type { Tenant } from './tenants.js';
 
@@ -26,8 +28,10 @@ export class Submission {
     readonly ids: string[],
     /** The tenant's queue count including these jobs: they hold positions last - n + 1 .. last. */
     private readonly last: number,
-    private readonly traceparent: string | undefined,
+    private traceparent: string | undefined,
   ) {}
+
+  private traceId: string | null = null;
 
   /** Counts the jobs against the tenant's max queued (429 when they do not fit) and gives them ids. */
   static async reserve(s: Services, tenant: Tenant, requests: JobRequest[], traceparent?: string): Promise<Submission> {
@@ -49,13 +53,38 @@ export class Submission {
     await this.s.quota.releaseQueued(this.tenant.name, this.requests.length);
   }
 
-  async commit(): Promise<JobRecord[]> {
+  /** Writes the records, then queues the jobs (tagged with their batch, when they are one). */
+  async commit(batchId?: string): Promise<JobRecord[]> {
+    return inSpan('enqueue', this.spanAttributes(), (span) => this.commitIn(span, batchId));
+  }
+
+  /** One job's enqueue span carries its id (so it is part of the job's timeline); a batch's counts its jobs. */
+  private spanAttributes(): Attributes {
+    const [only] = this.requests;
+    if (this.requests.length !== 1 || !only)
+      return { [ATTR.tenant]: this.tenant.name, [ATTR.batchSize]: this.requests.length };
+    return {
+      [ATTR.jobId]: this.ids[0]!,
+      [ATTR.tenant]: this.tenant.name,
+      [ATTR.image]: only.image,
+      ...limitAttributes(only.limits),
+    };
+  }
+
+  /**
+   * The records name the trace, and the queued jobs carry a traceparent naming the enqueue span, so the worker's
+   * spans continue this trace (the client's, when it sent a traceparent). Without a tracing SDK the span is a no-op
+   * and the client's traceparent, if any, is passed on as it came.
+   */
+  private async commitIn(span: Span, batchId?: string): Promise<JobRecord[]> {
     this.settled = true;
+    this.traceId = spanTraceId(span);
+    this.traceparent = traceparentOf(span) ?? this.traceparent;
     const createdAt = new Date().toISOString();
     const records = this.requests.map((request, i) => this.record(this.ids[i]!, request, createdAt));
     const entries = this.requests.map((request, i) => ({
       name: 'job',
-      data: this.queued(this.ids[i]!, request, createdAt),
+      data: this.queued(this.ids[i]!, request, createdAt, batchId),
       opts: { ...JOB_OPTIONS, jobId: this.ids[i]!, priority: this.priority(i, request) },
     }));
     try {
@@ -68,6 +97,7 @@ export class Submission {
         cause: (e as Error).message,
       });
     }
+    this.s.metrics.jobsSubmitted.inc({ tenant: this.tenant.name }, records.length);
     return records;
   }
 
@@ -102,18 +132,19 @@ export class Submission {
       finishedAt: null,
       queueMs: null,
       attempts: 0,
-      traceId: null,
+      traceId: this.traceId,
       ...(request.metadata ? { metadata: request.metadata } : {}),
     };
   }
 
-  private queued(id: string, request: JobRequest, createdAt: string): QueuedJob {
+  private queued(id: string, request: JobRequest, createdAt: string, batchId?: string): QueuedJob {
     return {
       id,
       tenant: this.tenant.name,
       request,
       createdAt,
       ...(this.traceparent ? { traceparent: this.traceparent } : {}),
+      ...(batchId ? { batchId } : {}),
     };
   }
 
@@ -121,7 +152,6 @@ export class Submission {
     const finishedAt = new Date().toISOString();
     await this.s.quota.releaseQueued(this.tenant.name, records.length).catch(() => {});
     try {
-      // One at a time: JobStore.update uses WATCH, which concurrent updates on one connection would confuse.
       for (const r of records) {
         const failed = await this.s.jobs.update(r.id, (current) => ({
           ...current,

@@ -18,7 +18,7 @@ export async function buildImage(
     await buildRecipeImage(recipe, {
       outDir,
       cacheDir: path.join(store.layout.root, 'deb-cache'),
-      onProgress: (msg, done, total) => onProgress?.(msg, done ?? 0, total ?? 0),
+      onProgress: (msg, done, total) => onProgress?.(msg, done ?? 0, total ?? 0, 'items'),
     });
     const [image] = await importImage(store, outDir, { name: `${recipe.name}:latest` });
     return image!;

@@ -28,7 +28,8 @@ export interface ResolvedImage {
   layerDigests: string[];
 }
 
-export type Progress = (what: string, done: number, total: number) => void;
+/** Progress of a long step: bytes unless `unit` says the counts are items (packages, files). */
+export type Progress = (what: string, done: number, total: number, unit?: 'bytes' | 'items') => void;
 
 type BlobSource = Readable | AsyncIterable<Uint8Array> | Uint8Array;
 

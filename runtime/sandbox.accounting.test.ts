@@ -65,6 +65,11 @@ describePrivileged('sandbox accounting', () => {
     expect(ok.timings.setupMs).toBeGreaterThan(0);
     expect(ok.timings.runMs).toBeGreaterThan(0);
     expect(ok.timings.teardownMs).toBeGreaterThan(0);
+    // The setup steps account for the setup time (each rounded to 0.01 ms).
+    const steps = Object.values(ok.setupSteps!);
+    expect(steps).toHaveLength(5);
+    for (const ms of steps) expect(ms).toBeGreaterThanOrEqual(0);
+    expect(Math.abs(steps.reduce((a, b) => a + b, 0) - ok.timings.setupMs)).toBeLessThan(0.1);
   });
 
   it('passes stdin to the job', async () => {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { LidError } from '../common/errors.js';
-import type { RunResult, RunStatus } from '../common/run-spec.js';
+import type { RunResult, RunStatus, SetupSteps } from '../common/run-spec.js';
 import type { CgroupDriver, CgroupUsage, JobCgroup } from './cgroups/driver.js';
 import { InitProcess } from './init-process.js';
 import type { HostNamespaces } from './namespaces.js';
@@ -61,6 +61,8 @@ export class Sandbox {
   private statusFd = -1;
   private readonly t0 = performance.now();
   private tGate = 0;
+  /** performance.now() after each setup step but the last (SetupSteps order); the gate time ends the last. */
+  private readonly marks: number[] = [];
 
   constructor(
     private readonly run: PreparedRun,
@@ -93,15 +95,18 @@ export class Sandbox {
       cpus: run.limits.cpus,
       pids: run.limits.pids,
     });
+    this.marks.push(performance.now());
     const [gateRead, gateWrite] = sys.pipe();
     const [statusRead, statusWrite] = sys.pipe();
     this.statusFd = statusRead;
     try {
       ctx.host.enterNew();
+      this.marks.push(performance.now());
       try {
         // The init starts on the host's root, inside the new namespaces, and waits at its gate (fd 3).
         const args = [String(run.uid), String(run.gid), run.cwd, ...run.argv];
         this.child = InitProcess.spawn(ctx.initPath, args, run.env, gateRead, statusWrite);
+        this.marks.push(performance.now());
         sys.sethostname(run.hostname);
         buildAndEnterRootfs({
           layers: run.layers,
@@ -120,6 +125,7 @@ export class Sandbox {
       sys.close(gateRead);
       sys.close(statusWrite);
     }
+    this.marks.push(performance.now());
     try {
       // Into the cgroup before its first instruction: the init still waits at its gate.
       this.cgroup.attach(this.child!.pid);
@@ -196,6 +202,18 @@ export class Sandbox {
         runMs: round(tExit - this.tGate),
         teardownMs: round(tDone - tExit),
       },
+      setupSteps: this.setupSteps(),
+    };
+  }
+
+  private setupSteps(): SetupSteps {
+    const [cgroups, namespaces, spawned, mounted] = this.marks as [number, number, number, number];
+    return {
+      cgroupsMs: round(cgroups - this.t0),
+      namespacesMs: round(namespaces - cgroups),
+      spawnMs: round(spawned - namespaces),
+      mountsMs: round(mounted - spawned),
+      attachMs: round(this.tGate - mounted),
     };
   }
 

@@ -1,6 +1,9 @@
 // The whole service the way a user starts it: `lid up` (what `npm start` runs) on a private data directory and
 // port, then real HTTP, `lid run`, `lid tenants`, fairness under a backlog, a gateway restart, and a clean stop.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -134,6 +137,40 @@ describePrivileged('the service, all in one (lid up)', () => {
     const record = (await res.json()) as JobRecord;
     expect(record).toMatchObject({ state: 'completed', result: { stdout: 'not starved\n' } });
     expect(Date.now() - t).toBeLessThan(5000); // behind 2000 queued jobs that would take > 50 s at busy's pace
+  });
+
+  it('delivers a batch’s callback once its last job has ended, signed with the tenant’s key', async () => {
+    const received: { signature: string; body: string }[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => {
+        received.push({ signature: String(req.headers['lid-signature']), body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const callbackUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/batch`;
+      const jobs = [1, 2, 3].map((i) => ({ image: 'mini:1', command: ['echo', `b${i}`] }));
+      const res = await api('/v1/batches', { method: 'POST', body: JSON.stringify({ jobs, callbackUrl }) });
+      const { id } = (await res.json()) as { id: string };
+      for (let i = 0; i < 200 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(received).toHaveLength(1);
+      const summary = JSON.parse(received[0]!.body) as {
+        id: string;
+        total: number;
+        counts: Record<string, number>;
+        jobs: JobRecord[];
+      };
+      expect(summary).toMatchObject({ id, total: 3, counts: { completed: 3 } });
+      expect(summary.jobs.map((j) => j.result?.stdout).sort()).toEqual(['b1\n', 'b2\n', 'b3\n']);
+      const [, t, mac] = /^t=(\d+),v1=([a-f0-9]{64})$/.exec(received[0]!.signature)!;
+      const key = crypto.createHash('sha256').update(apiKey).digest('hex');
+      expect(crypto.createHmac('sha256', key).update(`${t}.${received[0]!.body}`).digest('hex')).toBe(mac);
+    } finally {
+      server.close();
+    }
   });
 
   it('serves a finished job’s record from a restarted gateway, and stops cleanly', async () => {

@@ -22,10 +22,13 @@ export function signBody(key: string, body: string, timestamp: number): string {
   return `t=${timestamp},v1=${mac}`;
 }
 
+/** What is delivered: a job's final record, or a batch's summary once its last job has ended. */
 interface Delivery {
   url: string;
   tenant: string;
-  record: JobRecord;
+  /** job or batch id, also the delivery's identity (one delivery per job or batch) */
+  id: string;
+  body: unknown;
 }
 
 export class Callbacks {
@@ -45,13 +48,21 @@ export class Callbacks {
     });
     this.worker.on('failed', (job, err) => {
       if (job && job.attemptsMade >= ATTEMPTS)
-        this.log.warn({ jobId: (job.data as Delivery).record.id, err: err.message }, 'callback given up');
+        this.log.warn({ id: (job.data as Delivery).id, err: err.message }, 'callback given up');
     });
   }
 
   async send(url: string, record: JobRecord): Promise<void> {
-    await this.queue.add('callback', { url, tenant: record.tenant, record } satisfies Delivery, {
-      jobId: `callback-${record.id}`, // one delivery per job, even if the job's end is recorded twice
+    await this.enqueue({ url, tenant: record.tenant, id: record.id, body: record });
+  }
+
+  async sendBatch(url: string, tenant: string, summary: { id: string } & Record<string, unknown>): Promise<void> {
+    await this.enqueue({ url, tenant, id: summary.id, body: summary });
+  }
+
+  private async enqueue(delivery: Delivery): Promise<void> {
+    await this.queue.add('callback', delivery, {
+      jobId: `callback-${delivery.id}`, // one delivery per job or batch, even if an end is recorded twice
       attempts: ATTEMPTS,
       backoff: { type: 'exponential', delay: FIRST_RETRY_MS },
       removeOnComplete: 1000,
@@ -59,18 +70,18 @@ export class Callbacks {
     });
   }
 
-  private async deliver({ url, tenant, record }: Delivery, attempt: number): Promise<void> {
+  private async deliver({ url, tenant, id, body: payload }: Delivery, attempt: number): Promise<void> {
     const stored = await this.redis.get(`lid:tenant:${tenant}`);
     const key = stored ? (JSON.parse(stored) as { keyHash?: string }).keyHash : undefined;
     if (!key) throw new Error(`tenant ${tenant} has no key to sign callbacks with`);
-    const body = JSON.stringify(record);
+    const body = JSON.stringify(payload);
     const res = await fetch(url, {
       method: 'POST',
       body,
       headers: {
         'content-type': 'application/json',
         'lid-signature': signBody(key, body, Math.floor(Date.now() / 1000)),
-        'lid-job-id': record.id,
+        'lid-delivery-id': id,
         'lid-delivery-attempt': String(attempt),
       },
       signal: AbortSignal.timeout(TIMEOUT_MS),

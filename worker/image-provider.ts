@@ -2,6 +2,8 @@
 // recipe name such as "python") or pulled from a registry (a name with a registry host), once per name even when
 // many jobs ask at the same time. Holding an image (acquire) keeps GC away from its layers while the job runs.
 import { isLidError, LidError } from '../common/errors.js';
+import { ATTR, inSpan } from '../common/telemetry.js';
+import type { LidMetrics } from '../common/metrics.js';
 import { buildImage } from '../images/build-image.js';
 import { listImages } from '../images/catalog.js';
 import { listRecipes } from '../images/debian/recipe.js';
@@ -12,7 +14,11 @@ import type { ImageStore, ResolvedImage } from '../images/store.js';
 export class ImageProvider {
   private readonly inFlight = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly store: ImageStore) {}
+  constructor(
+    private readonly store: ImageStore,
+    /** Counts cache hits (the store had the image) and misses (it had to be built or pulled). */
+    private readonly metrics?: Pick<LidMetrics, 'imageCacheHits' | 'imageCacheMisses'>,
+  ) {}
 
   /** Names jobs may ask for on this node: what the store has, and every recipe (built on first use). */
   available(): string[] {
@@ -20,12 +26,25 @@ export class ImageProvider {
     return [...new Set([...have, ...listRecipes().map((r) => `${r}:latest`)])].sort();
   }
 
+  /** Compressed bytes of the distinct blobs (configs and layers) the store's images name: shared layers count once. */
+  storedBytes(): number {
+    const sizes = new Map<string, number>();
+    for (const digest of Object.values(this.store.refs())) {
+      const manifest = this.store.manifest(digest);
+      for (const blob of [manifest.config, ...manifest.layers]) sizes.set(blob.digest, blob.size);
+    }
+    return [...sizes.values()].reduce((n, size) => n + size, 0);
+  }
+
   async acquire(name: string): Promise<{ image: ResolvedImage; release: () => void }> {
     try {
-      return await this.store.acquire(name);
+      const held = await this.store.acquire(name);
+      this.metrics?.imageCacheHits.inc();
+      return held;
     } catch (e) {
       if (!isLidError(e) || e.code !== 'not_found') throw e;
     }
+    this.metrics?.imageCacheMisses.inc();
     await this.fetchOnce(name);
     return this.store.acquire(name);
   }
@@ -41,9 +60,10 @@ export class ImageProvider {
 
   private async fetch(name: string): Promise<unknown> {
     const ref = parseReference(name);
-    if (ref.registry) return pullImage(name, this.store, {});
+    // The span is a child of the image.resolve of the job that asked first; jobs asking meanwhile share its wait.
+    if (ref.registry) return inSpan('image.pull', { [ATTR.image]: name }, () => pullImage(name, this.store, {}));
     if (ref.tag === 'latest' && !ref.digest && listRecipes().includes(ref.repository))
-      return buildImage(this.store, ref.repository);
+      return inSpan('image.build', { [ATTR.image]: name }, () => buildImage(this.store, ref.repository));
     throw new LidError(
       'not_found',
       `image ${name} is not on this node and has no recipe or registry to come from (available: ${this.available().join(', ')})`,

@@ -6,9 +6,11 @@ import { FINAL_STATES, type JobRecord, type JobRequest, type QueuedJob } from '.
 import type { JobEvent, JobStore } from '../common/job-store.js';
 import { encodeOutput } from '../common/output-encoding.js';
 import { DEFAULT_LIMITS, type RunResult, type RunSpecInput } from '../common/run-spec.js';
+import { ATTR, inSpan, nowMs } from '../common/telemetry.js';
 import { jobDefaults } from '../images/image-defaults.js';
 import type { SandboxRuntime } from '../runtime/index.js';
 import type { ImageProvider } from './image-provider.js';
+import { traceQueueWait, traceSandboxPhases } from './job-trace.js';
 
 export type Outcome = 'done' | 'skipped' | 'cancelled';
 
@@ -64,7 +66,7 @@ export class JobRunner {
       return 'cancelled';
     }
     const startedAt = now();
-    await this.jobs.update(job.id, (r) => ({
+    const running = await this.jobs.update(job.id, (r) => ({
       ...r,
       state: 'running',
       startedAt,
@@ -72,6 +74,7 @@ export class JobRunner {
       attempts: r.attempts + 1,
     }));
     await this.jobs.emit(job.id, { type: 'state', state: 'running', at: startedAt });
+    traceQueueWait(job, startedAt, running?.attempts);
 
     let lease: Awaited<ReturnType<ImageProvider['acquire']>> | null = null;
     // Output events are appended in order: each waits for the one before it.
@@ -80,7 +83,9 @@ export class JobRunner {
       emitted = emitted.then(() => this.jobs.emit(job.id, event)).catch(() => {});
     };
     try {
-      lease = await this.images.acquire(job.request.image);
+      lease = await inSpan('image.resolve', { [ATTR.image]: job.request.image }, () =>
+        this.images.acquire(job.request.image),
+      );
       const { image } = lease;
       const defaults = jobDefaults(image.config, image.layerDirs, {
         argv: job.request.command,
@@ -108,8 +113,9 @@ export class JobRunner {
           },
         },
       );
+      traceSandboxPhases(result, nowMs());
       await emitted;
-      await this.finish(job.id, { state: 'completed', result: resultRecord(result) });
+      await inSpan('result.store', {}, () => this.finish(job.id, { state: 'completed', result: resultRecord(result) }));
       return 'done';
     } catch (e) {
       await emitted;

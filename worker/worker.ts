@@ -10,24 +10,34 @@ import type { Logger } from 'pino';
 import type { LidConfig } from '../common/config.js';
 import { QueuedJobSchema } from '../common/job.js';
 import { CANCEL_CHANNEL, JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { createMetrics, type LidMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
+import { ATTR, inSpan, traceIdOf } from '../common/telemetry.js';
 import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
+import { countBatchJobEnded } from './batch-end.js';
 import { Callbacks } from './callbacks.js';
 import { ImageProvider } from './image-provider.js';
 import { JobRunner, WorkerStopping } from './job-runner.js';
+import { serveMetrics } from './metrics-server.js';
+import { traceJobs } from './job-trace.js';
 import { LEASE_MS, TenantSlots } from './tenant-slots.js';
+import { WorkerActivity } from './worker-activity.js';
 
 export interface WorkerOptions {
   redisUrl: string;
   logger: Logger;
   /** How long BullMQ's lock on a job lasts without renewal: how soon a dead worker's job is retried elsewhere. */
   lockDurationMs?: number;
+  /** A registry shared with the caller (`lid up`: the gateway's), who then serves it; else the worker's own. */
+  metrics?: LidMetrics;
 }
 
 export interface RunningWorker {
   id: string;
   concurrency: number;
+  /** Where this worker serves GET /metrics, or null (LID_WORKER_METRICS_PORT=off, port taken, shared registry). */
+  metricsUrl: string | null;
   close(): Promise<void>;
 }
 
@@ -48,7 +58,9 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   subscriber.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
   const jobs = new JobStore(redis, config.resultTtlSeconds);
   const store = ImageStore.open(config.dataDir);
-  const images = new ImageProvider(store);
+  const metrics = opts.metrics ?? createMetrics();
+  const images = new ImageProvider(store, metrics);
+  metrics.onImageBytes(() => images.storedBytes());
   const runtime = await SandboxRuntime.start({
     cgroupParent: config.cgroupParent,
     mountDir: config.mountDir,
@@ -58,6 +70,9 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   const slots = new TenantSlots(redis);
   const active = new Map<string, AbortController>();
   const concurrency = nodeConcurrency(config);
+  const activity = new WorkerActivity(id, concurrency, redis, jobs, metrics, log);
+  activity.watch(redis, 'worker');
+  activity.watch(subscriber, 'worker-cancel');
 
   await subscriber.subscribe(CANCEL_CHANNEL);
   subscriber.on('message', (_channel: string, jobId: string) => active.get(jobId)?.abort(new Error('cancelled')));
@@ -66,6 +81,7 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
     await r.zadd('lid:workers', Date.now(), id);
     const names = images.available();
     if (names.length) await r.sadd('lid:images', ...names);
+    await activity.heartbeat();
   };
   await publish(redis);
   const heartbeat = setInterval(() => void publish(redis).catch(() => {}), HEARTBEAT_MS);
@@ -74,7 +90,7 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
     const parsed = QueuedJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed queue entry: ${parsed.error.issues[0]?.message}`);
     const queued = parsed.data;
-    const jlog = log.child({ jobId: queued.id, tenant: queued.tenant });
+    const jlog = log.child({ jobId: queued.id, tenant: queued.tenant, traceId: traceIdOf(queued.traceparent) });
     if (!(await slots.take(queued.tenant, queued.id))) {
       await job.moveToDelayed(Date.now() + OVER_LIMIT_DELAY_MS, token);
       throw new DelayedError(); // the tenant is at its concurrency: keep the job's place, try again shortly
@@ -85,23 +101,30 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
     }
     const abort = new AbortController();
     active.set(queued.id, abort);
+    await activity.started(queued.id);
     const refresh = setInterval(() => void slots.refresh(queued.tenant, queued.id).catch(() => {}), LEASE_MS / 3);
     try {
       jlog.info({ image: queued.request.image }, 'job started');
       const outcome = await runner.run(queued, abort.signal);
       jlog.info({ outcome }, 'job ended');
+      if (queued.batchId && outcome !== 'skipped') {
+        await countBatchJobEnded(redis, jobs, callbacks, queued.batchId, config.resultTtlSeconds).catch((e: Error) =>
+          jlog.warn({ err: e.message }, 'batch callback not queued'),
+        );
+      }
       if (queued.request.callbackUrl && outcome !== 'skipped') {
         const record = await jobs.get(queued.id);
         // A failure to queue the delivery must not fail the job, whose result is already stored.
         if (record)
-          await callbacks
-            .send(queued.request.callbackUrl, record)
-            .catch((e: Error) => jlog.warn({ err: e.message }, 'callback not queued'));
+          await inSpan('callback', { [ATTR.callbackHost]: new URL(queued.request.callbackUrl).host }, () =>
+            callbacks.send(queued.request.callbackUrl!, record),
+          ).catch((e: Error) => jlog.warn({ err: e.message }, 'callback not queued'));
       }
       return outcome;
     } finally {
       clearInterval(refresh);
       active.delete(queued.id);
+      await activity.left(queued.id);
       await slots.release(queued.tenant, queued.id).catch(() => {});
     }
   }
@@ -110,8 +133,10 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   queueConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
   const callbackConnection = queueConnection.duplicate();
   callbackConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
+  activity.watch(queueConnection, 'worker-queue');
+  activity.watch(callbackConnection, 'worker-callbacks');
   const callbacks = new Callbacks(redis, callbackConnection, log);
-  const worker = new Worker(QUEUE_NAME, processJob, {
+  const worker = new Worker(QUEUE_NAME, traceJobs(processJob), {
     connection: queueConnection,
     prefix: QUEUE_PREFIX,
     concurrency,
@@ -123,7 +148,13 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
     if (!job || err instanceof DelayedError || err.name === 'DelayedError') return;
     const last = job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
     log.warn(
-      { jobId: job.id, attempt: job.attemptsMade, err: err.message },
+      {
+        jobId: job.id,
+        tenant: (job.data as { tenant?: string }).tenant,
+        traceId: traceIdOf((job.data as { traceparent?: string }).traceparent),
+        attempt: job.attemptsMade,
+        err: err.message,
+      },
       last ? 'job failed for good' : 'job failed; will retry',
     );
     if (!last || !job.id) return;
@@ -131,18 +162,27 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
     void runner
       .giveUp(job.id, err)
       .then(async () => {
+        await activity.recordEnd(job.id!);
         const record = await jobs.get(job.id!);
         if (record && request?.callbackUrl) await callbacks.send(request.callbackUrl, record);
+        const batchId = (job.data as { batchId?: string }).batchId;
+        if (batchId) await countBatchJobEnded(redis, jobs, callbacks, batchId, config.resultTtlSeconds);
       })
       .catch(() => {});
   });
   worker.on('error', (e) => log.warn({ err: e.message }, 'worker error'));
   log.info({ concurrency }, 'worker started');
+  // A shared registry is served by its owner; otherwise this worker answers scrapes itself.
+  const metricsServer =
+    opts.metrics || config.workerMetricsPort === 'off'
+      ? null
+      : await serveMetrics(metrics.registry, config.workerMetricsPort, { token: config.metricsToken, logger: log });
 
   let closing: Promise<void> | null = null;
   return {
     id,
     concurrency,
+    metricsUrl: metricsServer?.url ?? null,
     close() {
       closing ??= (async () => {
         clearInterval(heartbeat);
@@ -157,6 +197,8 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
         await runtime.close();
         await callbacks.close();
         await redis.zrem('lid:workers', id).catch(() => {});
+        await activity.close();
+        await metricsServer?.close();
         await Promise.allSettled([redis.quit(), subscriber.quit(), queueConnection.quit(), callbackConnection.quit()]);
         log.info('worker stopped');
       })();

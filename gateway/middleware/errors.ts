@@ -1,11 +1,13 @@
 // Every failure leaves the gateway as {"error": {"code", "message", "details"}} with the status the code maps to
 // (gateway/api-error.ts). Expected errors (ApiError, LidError, Hono's HTTPException) keep their message; anything
 // else is a bug: logged with its stack, answered as a bare 500 "internal" that leaks nothing.
+import { trace } from '@opentelemetry/api';
 import type { ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import { isLidError } from '../../common/errors.js';
+import { spanTraceId } from '../../common/telemetry.js';
 import { ApiError, type ApiErrorCode, envelope, STATUS_OF } from '../api-error.js';
 
 /** What a status means when only the status is known (an HTTPException from Hono itself). */
@@ -26,14 +28,21 @@ export function handleErrors({ logger }: { logger: Logger }): ErrorHandler {
     }
     if (isLidError(err)) {
       const status = STATUS_OF[err.code];
-      if (status >= 500) logger.error({ err, method: c.req.method, path: c.req.path }, err.message);
+      if (status >= 500)
+        logger.error(
+          { err, method: c.req.method, path: c.req.path, traceId: spanTraceId(trace.getActiveSpan()) ?? undefined },
+          err.message,
+        );
       return c.json(envelope(err.code, err.message, err.details ?? null), status);
     }
     if (err instanceof HTTPException && err.status < 500) {
       const code = CODE_OF_STATUS[err.status] ?? 'invalid_spec';
       return c.json(envelope(code, err.message || 'bad request'), err.status as ContentfulStatusCode);
     }
-    logger.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
+    logger.error(
+      { err, method: c.req.method, path: c.req.path, traceId: spanTraceId(trace.getActiveSpan()) ?? undefined },
+      'unhandled error',
+    );
     return c.json(envelope('internal', 'internal error: the gateway logged the details'), 500);
   };
 }

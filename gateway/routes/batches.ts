@@ -31,7 +31,6 @@ export function batchRoutes(s: Services): Hono<GatewayEnv> {
         return c.json({ id: earlier.id, total: earlier.jobIds.length }, 202);
       }
     }
-    await submission.commit();
     const batch: BatchRecord = {
       id,
       tenant: tenant.name,
@@ -39,7 +38,9 @@ export function batchRoutes(s: Services): Hono<GatewayEnv> {
       createdAt: new Date().toISOString(),
       callbackUrl: body.callbackUrl ?? null,
     };
+    // The batch exists before its jobs are queued: the worker ending the last one looks it up for the callback.
     await s.batches.create(batch);
+    await submission.commit(id);
     s.logger.info({ batchId: id, tenant: tenant.name, jobs: batch.jobIds.length }, 'batch submitted');
     c.header('Location', `/v1/batches/${id}`);
     return c.json({ id, total: batch.jobIds.length }, 202);

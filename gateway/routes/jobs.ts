@@ -1,8 +1,12 @@
-// /v1/jobs: submit a job (optionally waiting for it to end), read its record, follow its events over SSE, cancel
-// it. A tenant sees only its own jobs: another tenant's id answers 404, exactly as an id that does not exist.
+// /v1/jobs: submit a job (optionally waiting for it to end), read its record and its trace, follow its events over
+// SSE, cancel it. A tenant sees only its own jobs: another tenant's id answers 404, exactly as an id that does not
+// exist.
+import { trace } from '@opentelemetry/api';
 import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { type JobRecord, JobRequestSchema } from '../../common/job.js';
+import { ATTR } from '../../common/telemetry.js';
+import { readTrace } from '../../common/trace-store.js';
 import { ApiError } from '../api-error.js';
 import { JOB_ID, WaitQuerySchema } from '../api-schemas.js';
 import type { GatewayEnv, Services } from '../deps.js';
@@ -41,8 +45,12 @@ export function jobRoutes(s: Services): Hono<GatewayEnv> {
     }
     if (!record) {
       record = (await submission.commit())[0]!;
-      s.logger.info({ jobId: record.id, tenant: tenant.name, image: record.image }, 'job submitted');
+      s.logger.info(
+        { jobId: record.id, tenant: tenant.name, traceId: record.traceId, image: record.image },
+        'job submitted',
+      );
     }
+    trace.getActiveSpan()?.setAttribute(ATTR.jobId, record.id); // the request span joins the job's timeline
     if (wait && !isFinal(record)) {
       await waitForFinal(s, record.id, Date.now() + wait * 1000, c.req.raw.signal);
       record = (await s.jobs.get(record.id)) ?? record;
@@ -52,6 +60,13 @@ export function jobRoutes(s: Services): Hono<GatewayEnv> {
   });
 
   app.get('/:id', async (c) => c.json(await ownJob(s, c)));
+
+  // The job's spans as the gateway and the workers recorded them; spans still being written appear moments later.
+  app.get('/:id/trace', async (c) => {
+    const record = await ownJob(s, c);
+    const spans = record.traceId ? await readTrace(s.redis, record.traceId, record.id) : [];
+    return c.json({ jobId: record.id, traceId: record.traceId, spans });
+  });
 
   app.get('/:id/events', async (c) => {
     const record = await ownJob(s, c);
@@ -72,7 +87,7 @@ export function jobRoutes(s: Services): Hono<GatewayEnv> {
     }
     // Running, or just taken by a worker: the worker kills it and records `cancelled`.
     await s.jobs.requestCancel(record.id);
-    s.logger.info({ jobId: record.id, tenant: record.tenant }, 'cancel requested');
+    s.logger.info({ jobId: record.id, tenant: record.tenant, traceId: record.traceId }, 'cancel requested');
     return c.json((await s.jobs.get(record.id)) ?? record, 202);
   });
 
@@ -111,6 +126,6 @@ async function cancelQueued(s: Services, record: JobRecord): Promise<JobRecord> 
     await s.jobs.emit(record.id, { type: 'state', state: 'cancelled', at });
     await s.jobs.emit(record.id, { type: 'final', record: cancelled });
   }
-  s.logger.info({ jobId: record.id, tenant: record.tenant }, 'queued job cancelled');
+  s.logger.info({ jobId: record.id, tenant: record.tenant, traceId: record.traceId }, 'queued job cancelled');
   return cancelled ?? record;
 }

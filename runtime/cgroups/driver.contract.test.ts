@@ -58,17 +58,18 @@ describePrivileged(`cgroup v${detectCgroupVersion()} driver`, () => {
 
   it('attaches a running process, reports its usage, and kills it on destroy', async () => {
     const job = driver.create('contract-attach', limits);
-    const child = spawn(
-      '/bin/sh',
-      ['-c', 'end=$(($(date +%s) + 1)); while [ $(date +%s) -lt $end ]; do :; done; sleep 60'],
-      { stdio: 'ignore' },
-    );
+    // A busy loop for as long as the test lets it run: at 0.5 CPU, 1.2 s of wall time is about 0.6 s of CPU. The
+    // loop starts with a subshell that allocates, because memory already charged elsewhere does not move with
+    // a process (cgroup v1), so an idle shell would show a peak of zero.
+    const child = spawn('/bin/sh', ['-c', 'x=$(head -c 4000000 /dev/zero | tr "\\0" a); while :; do :; done'], {
+      stdio: 'ignore',
+    });
     children.push(child);
     job.attach(child.pid!);
     expect(cgroupOf(child.pid!)).toContain('/contract-attach');
     await new Promise((r) => setTimeout(r, 1200));
     const usage = job.usage();
-    expect(usage.cpuUserMs + usage.cpuSystemMs).toBeGreaterThan(200); // ~0.5 s at half a CPU
+    expect(usage.cpuUserMs + usage.cpuSystemMs).toBeGreaterThan(300); // ~0.6 s at half a CPU
     expect(usage.cpuUserMs + usage.cpuSystemMs).toBeLessThan(900);
     expect(usage.memoryPeakBytes).toBeGreaterThan(0);
     expect(usage.oomKills).toBe(0);

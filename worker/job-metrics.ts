@@ -1,0 +1,22 @@
+// What a worker tells Prometheus when a job ends, read from the job's final record (so the numbers are the ones
+// the client sees): the ended-jobs counter, and the queue wait, sandbox set-up, run and end-to-end histograms.
+import type { JobRecord } from '../common/job.js';
+import type { LidMetrics } from '../common/metrics.js';
+
+const seconds = (ms: unknown) => (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null);
+
+export function observeJobEnd(metrics: LidMetrics, record: JobRecord): void {
+  const image = record.image;
+  // A run's status (ok, timeout, ...) when it ran; otherwise the error code, or the state itself (cancelled).
+  const status = record.result?.status ?? record.error?.code ?? record.state;
+  metrics.jobsEnded.inc({ state: record.state, status, tenant: record.tenant, image });
+  const observe = (h: LidMetrics['queueWait'], value: number | null) => {
+    if (value !== null) h.observe({ image }, value);
+  };
+  observe(metrics.queueWait, seconds(record.queueMs));
+  observe(metrics.setup, seconds(record.result?.usage.setupMs));
+  observe(metrics.run, seconds(record.result?.usage.runMs));
+  if (record.finishedAt) {
+    observe(metrics.endToEnd, seconds(Date.parse(record.finishedAt) - Date.parse(record.createdAt)));
+  }
+}
