@@ -6,10 +6,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
+import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
 import { connectRedis } from '../common/redis.js';
+import { initTelemetry, type Telemetry } from '../common/telemetry.js';
 import { type RunningGateway, startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { importImage } from '../images/import.js';
@@ -32,6 +34,8 @@ describePrivileged('dashboard in headless Chromium', () => {
   let worker: RunningWorker;
   let browser: BrowserContext;
   let jobId: string;
+  let telemetry: Telemetry;
+  let telemetryRedis: Redis;
 
   beforeAll(async () => {
     redis = await startTestRedis();
@@ -48,6 +52,9 @@ describePrivileged('dashboard in headless Chromium', () => {
       LOG_LEVEL: 'silent',
     });
     const logger = pino({ level: 'silent' });
+    // Traced as `lid up` is, so that the timeline is drawn from the job's recorded spans.
+    telemetryRedis = connectRedis(redis.url, 'telemetry');
+    telemetry = initTelemetry(config, 'lid', telemetryRedis);
     worker = await startWorker(config, { redisUrl: redis.url, logger });
     gateway = await startGateway(config, { logger });
 
@@ -84,6 +91,8 @@ describePrivileged('dashboard in headless Chromium', () => {
     await browser?.close();
     await gateway?.close();
     await worker?.close();
+    await telemetry?.shutdown();
+    telemetryRedis?.disconnect();
     await redis?.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
@@ -116,7 +125,11 @@ describePrivileged('dashboard in headless Chromium', () => {
       spans: { name: string }[];
       source: string;
     };
-    expect(trace.spans.length).toBeGreaterThan(0);
+    expect(trace.source).toBe('trace');
+    expect(trace.spans.map((sp) => sp.name)).toEqual(
+      expect.arrayContaining(['queue.wait', 'job.process', 'sandbox.setup', 'sandbox.run']),
+    );
+    expect(await page.locator('#timeline-source').textContent()).toMatch(/^from trace /);
     expect(await page.locator('#timeline .bar').count()).toBe(trace.spans.length);
     expect(await page.locator('#timeline').textContent()).toContain(trace.spans[0]!.name);
     const width = await page
