@@ -276,4 +276,34 @@ describePrivileged('tracing across the gateway and worker processes', () => {
     const foreign = await fetch(`${url}/v1/jobs/${id}/trace`, { headers: { authorization: `Bearer ${other.apiKey}` } });
     expect(foreign.status).toBe(404);
   });
+
+  it('logs structured JSON lines that carry jobId, tenant and traceId for every line about a job', async () => {
+    const res = await fetch(`${url}/v1/jobs?wait=30`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ image: 'mini:1', command: ['true'] }),
+    });
+    const record = (await res.json()) as JobRecord;
+    const about = (out: string) =>
+      out
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((entry) => entry.jobId === record.id);
+    const fromWorker = await until(
+      'worker log lines',
+      () => about(worker!.output()),
+      (l) => l.length >= 2,
+    );
+    const fromGateway = await until(
+      'gateway log lines',
+      () => about(gateway!.output()),
+      (l) => l.length >= 1,
+    );
+    for (const entry of [...fromWorker, ...fromGateway]) {
+      expect(entry).toMatchObject({ jobId: record.id, tenant: 't', traceId: record.traceId });
+      expect(typeof entry.level).toBe('number');
+      expect(typeof entry.msg).toBe('string');
+    }
+  });
 });
