@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { expect, it } from 'vitest';
 import { SandboxRuntime } from './index.js';
 import { busyboxRootfs } from '../test/busybox-rootfs.js';
+import { nodeScriptArgs } from '../test/node-script.js';
 import { describePrivileged } from '../test/privileged.js';
 import { useSandboxes } from '../test/sandbox-harness.js';
 
@@ -120,7 +121,7 @@ describePrivileged('sandbox lifecycle', () => {
     const marker = '3.7773';
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', new URL('../test/host-runtime.ts', import.meta.url).pathname, h.rootfs, marker],
+      [...nodeScriptArgs(new URL('../test/host-runtime.ts', import.meta.url).pathname), h.rootfs, marker],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },
@@ -132,7 +133,9 @@ describePrivileged('sandbox lifecycle', () => {
         const m = /started (.*)\n/.exec(out);
         if (m) resolve(JSON.parse(m[1]!) as string[]);
       });
-      child.on('exit', (code) => reject(new Error(`host process exited early (${code})`)));
+      child.on('exit', (code, signal) =>
+        reject(new Error(`host process exited early (code ${code}, signal ${signal})`)),
+      );
     });
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
@@ -152,7 +155,7 @@ describePrivileged('the one-call run() API', () => {
     const rootfs = busyboxRootfs();
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', new URL('../test/run-once.ts', import.meta.url).pathname, rootfs],
+      [...nodeScriptArgs(new URL('../test/run-once.ts', import.meta.url).pathname), rootfs],
       {
         encoding: 'utf8',
         timeout: 30_000,
