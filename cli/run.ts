@@ -2,14 +2,13 @@
 // it is produced (Server-Sent Events) and lid exits with the job's code (128+signal when killed, 124 on timeout,
 // 125 when Lid could not run it). The gateway and key come from LID_URL and LID_API_KEY, defaulting to the
 // all-in-one's address and development key. Ctrl-C cancels the job.
-import fs from 'node:fs';
 import os from 'node:os';
 import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
 import { gatewayEndpoint } from '../common/dev-tenant.js';
 import { isLidError, LidError } from '../common/errors.js';
 import type { JobRecord } from '../common/job.js';
-import { addJobOptions, type JobFlags, limitsFrom, parseEnv } from './run-flags.js';
+import { addJobOptions, type JobFlags, limitsFrom, parseEnv, readFiles } from './run-flags.js';
 
 const EXIT_TIMEOUT = 124;
 const EXIT_LID_FAILED = 125;
@@ -19,27 +18,14 @@ interface Flags extends JobFlags {
   json?: boolean;
 }
 
-function filesFrom(pairs: string[]): { path: string; content: string; encoding: 'base64'; mode: number }[] {
-  return pairs.map((pair) => {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new LidError('invalid_spec', `--file ${JSON.stringify(pair)}: use SANDBOX_PATH=LOCAL_FILE`);
-    const local = pair.slice(eq + 1);
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(local);
-    } catch {
-      throw new LidError(
-        'not_found',
-        `--file ${JSON.stringify(pair)}: cannot read local file ${JSON.stringify(local)}`,
-      );
-    }
-    return {
-      path: pair.slice(0, eq),
-      content: fs.readFileSync(local).toString('base64'),
-      encoding: 'base64',
-      mode: st.mode & 0o777,
-    };
-  });
+/** The --file flags as the API takes them: base64, so any bytes travel unchanged. */
+function filesFrom(pairs: string[]): { path: string; content: string; encoding: 'base64'; mode?: number }[] {
+  return readFiles(pairs).map((f) => ({
+    path: f.path,
+    content: Buffer.from(f.content).toString('base64'),
+    encoding: 'base64',
+    ...(f.mode !== undefined ? { mode: f.mode } : {}),
+  }));
 }
 
 /** Reads a text/event-stream body into (event, data) pairs. */

@@ -6,23 +6,11 @@ import { expect, it } from 'vitest';
 import { SandboxRuntime } from './index.js';
 import { busyboxRootfs } from '../test/busybox-rootfs.js';
 import { nodeScriptArgs } from '../test/node-script.js';
+import { hostProcessesWith } from '../test/host-processes.js';
 import { describePrivileged } from '../test/privileged.js';
 import { useSandboxes } from '../test/sandbox-harness.js';
 
 const MiB = 1024 * 1024;
-
-function hostProcessesWith(marker: string): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .flatMap((p) => {
-      try {
-        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker) ? [Number(p)] : [];
-      } catch {
-        return [];
-      }
-    });
-}
 
 const subdirs = (dir: string) =>
   fs

@@ -2,24 +2,11 @@
 // isolation and accounting tests), and with a short timeout.
 import fs from 'node:fs';
 import { expect, it } from 'vitest';
+import { hostProcessesWith } from '../test/host-processes.js';
 import { describePrivileged } from '../test/privileged.js';
 import { useSandboxes } from '../test/sandbox-harness.js';
 
 const MiB = 1024 * 1024;
-
-/** Host processes whose command line contains a marker (processes a job tried to leave behind). */
-function hostProcessesWith(marker: string): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .flatMap((p) => {
-      try {
-        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker) ? [Number(p)] : [];
-      } catch {
-        return [];
-      }
-    });
-}
 
 describePrivileged('sandbox limits', () => {
   const h = useSandboxes();

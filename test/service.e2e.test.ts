@@ -100,6 +100,15 @@ describePrivileged('the service, all in one (lid up)', () => {
     const r = lid(['run', '--image', 'mini:1', '--', 'sh', '-c', 'echo out; echo err >&2; exit 4'], { LID_PORT: port });
     expect(r).toMatchObject({ code: 4, out: 'out\n' });
     expect(r.err).toContain('err\n');
+    const local = path.join(tmp, 'input.bin');
+    fs.writeFileSync(local, Buffer.from([0xff, 0x00, 0x41]));
+    const withFile = lid(
+      ['run', '--image', 'mini:1', '--file', `/app/in.bin=${local}`, '--', 'sh', '-c', 'wc -c < /app/in.bin'],
+      {
+        LID_PORT: port,
+      },
+    );
+    expect(withFile).toMatchObject({ code: 0, out: '3\n' });
     const timeout = lid(['run', '--image', 'mini:1', '--timeout', '200ms', '--', 'sleep', '5'], { LID_PORT: port });
     expect(timeout.code).toBe(124);
   });
