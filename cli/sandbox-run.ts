@@ -86,9 +86,9 @@ async function withImage(
       lease = await store.acquire(image, progress.report);
     }
     const { image: resolved, release } = lease;
-    const d = jobDefaults(resolved.config, resolved.layerDirs, { argv: spec.argv, env: spec.env, cwd: spec.cwd });
+    const d = jobDefaults(resolved.config, { argv: spec.argv, env: spec.env, cwd: spec.cwd });
     return {
-      spec: { ...spec, rootfs: resolved.layerDirs, argv: d.argv, env: d.env, cwd: d.cwd, uid: d.uid, gid: d.gid },
+      spec: { ...spec, rootfs: resolved.layerDirs, argv: d.argv, env: d.env, cwd: d.cwd, user: d.user },
       release,
     };
   } finally {

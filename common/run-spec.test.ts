@@ -1,20 +1,35 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, RunSpecSchema } from './run-spec.js';
+import { DEFAULT_LIMITS, DEFAULT_RLIMITS, RunSpecSchema } from './run-spec.js';
 
 const issues = (input: unknown) =>
   RunSpecSchema.safeParse(input).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
 
 describe('RunSpec validation', () => {
-  it('fills defaults: unprivileged uid, root cwd, default limits, no network', () => {
+  it('fills defaults: no user (the runtime runs 65534:65534), root cwd, default limits and rlimits, no network', () => {
     const spec = RunSpecSchema.parse({ rootfs: '/r', argv: ['true'] });
     expect(spec).toMatchObject({
-      uid: 65534,
-      gid: 65534,
       cwd: '/',
       hostname: 'lid',
       network: 'none',
       limits: DEFAULT_LIMITS,
+      rlimits: DEFAULT_RLIMITS,
     });
+    expect(spec.user).toBeUndefined();
+    expect(spec.uid).toBeUndefined();
+  });
+
+  it('takes a user as NAME, UID, NAME:GROUP or UID:GID, but not with uid/gid as well', () => {
+    for (const user of ['app', '1000', 'app:staff', '1000:50'])
+      expect(issues({ rootfs: '/r', argv: ['x'], user })).toEqual([]);
+    expect(issues({ rootfs: '/r', argv: ['x'], user: 'a:b:c' })).toEqual([
+      'user: must be NAME, UID, NAME:GROUP or UID:GID',
+    ]);
+    expect(issues({ rootfs: '/r', argv: ['x'], user: 'app', uid: 5 })).toEqual([
+      'user: give either user or uid/gid, not both',
+    ]);
+    expect(issues({ rootfs: '/r', argv: ['x'], rlimits: { nofile: 3 } })).toEqual([
+      'rlimits.nofile: Too small: expected number to be >=16',
+    ]);
   });
 
   it('names the field of every mistake', () => {

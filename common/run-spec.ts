@@ -47,6 +47,29 @@ export const LimitsSchema = z
   .prefault({});
 export type Limits = z.output<typeof LimitsSchema>;
 
+export const DEFAULT_RLIMITS = Object.freeze({ nofile: 4096, stack: 8 * MiB });
+
+/**
+ * Process limits lid-init sets before exec (setrlimit, soft = hard, so the job cannot raise them). Beside these it
+ * always sets RLIMIT_CORE to 0 (no core dump reaches the host's handler) and RLIMIT_FSIZE to the disk limit.
+ */
+export const RlimitsSchema = z
+  .strictObject({
+    nofile: z
+      .number()
+      .int()
+      .min(16)
+      .max(1 << 20)
+      .default(DEFAULT_RLIMITS.nofile),
+    stack: z
+      .number()
+      .int()
+      .min(64 * KiB)
+      .max(1 * GiB)
+      .default(DEFAULT_RLIMITS.stack),
+  })
+  .prefault({});
+
 const bytes = z.union([z.string(), z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'must be text or bytes')]);
 
 /** A path inside the sandbox: absolute, already normal, and not under the kernel-provided trees. */
@@ -67,40 +90,56 @@ export const SandboxFileSchema = z.strictObject({
 
 const posixName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name');
 
-export const RunSpecSchema = z.strictObject({
-  /** Read-only layer directories, bottom first (OCI order), or a single root directory. */
-  rootfs: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(128)]),
-  argv: z
-    .array(z.string().refine((a) => !a.includes('\0'), 'must not contain NUL bytes'))
-    .min(1, 'argv needs a command'),
-  env: z
-    .record(
-      posixName,
-      z.string().refine((v) => !v.includes('\0'), 'must not contain NUL bytes'),
-    )
-    .default({}),
-  cwd: SandboxPath.default('/'),
-  stdin: bytes.optional(),
-  files: z.array(SandboxFileSchema).max(1000, 'at most 1000 files').default([]),
-  uid: z
-    .number()
-    .int()
-    .min(1, 'uid 0 is not allowed: jobs run unprivileged')
-    .max(2 ** 31 - 2)
-    .default(65534),
-  gid: z
-    .number()
-    .int()
-    .min(1, 'gid 0 is not allowed: jobs run unprivileged')
-    .max(2 ** 31 - 2)
-    .default(65534),
-  hostname: z
-    .string()
-    .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$/, 'must be a hostname label (letters, digits, -; at most 63)')
-    .default('lid'),
-  limits: LimitsSchema,
-  network: z.literal('none').default('none'),
-});
+export const RunSpecSchema = z
+  .strictObject({
+    /** Read-only layer directories, bottom first (OCI order), or a single root directory. */
+    rootfs: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(128)]),
+    argv: z
+      .array(z.string().refine((a) => !a.includes('\0'), 'must not contain NUL bytes'))
+      .min(1, 'argv needs a command'),
+    env: z
+      .record(
+        posixName,
+        z.string().refine((v) => !v.includes('\0'), 'must not contain NUL bytes'),
+      )
+      .default({}),
+    cwd: SandboxPath.default('/'),
+    stdin: bytes.optional(),
+    files: z.array(SandboxFileSchema).max(1000, 'at most 1000 files').default([]),
+    /**
+     * Who the job runs as, OCI-style: "name", "uid", "name:group" or "uid:gid". Names are looked up in the image's own
+     * /etc/passwd and /etc/group, inside the sandbox (never by the host walking the image). Root, or a name that
+     * resolves to uid or gid 0, runs as 65534:65534. Give either this or uid/gid.
+     */
+    user: z
+      .string()
+      .regex(/^[^:\0\s]{1,256}(:[^:\0\s]{1,256})?$/, 'must be NAME, UID, NAME:GROUP or UID:GID')
+      .optional(),
+    /** The job's uid and gid inside the sandbox (default 65534); on the host each sandbox gets its own unique uid. */
+    uid: z
+      .number()
+      .int()
+      .min(1, 'uid 0 is not allowed: jobs run unprivileged')
+      .max(2 ** 32 - 2)
+      .optional(),
+    gid: z
+      .number()
+      .int()
+      .min(1, 'gid 0 is not allowed: jobs run unprivileged')
+      .max(2 ** 32 - 2)
+      .optional(),
+    hostname: z
+      .string()
+      .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$/, 'must be a hostname label (letters, digits, -; at most 63)')
+      .default('lid'),
+    limits: LimitsSchema,
+    rlimits: RlimitsSchema,
+    network: z.literal('none').default('none'),
+  })
+  .refine((spec) => spec.user === undefined || (spec.uid === undefined && spec.gid === undefined), {
+    message: 'give either user or uid/gid, not both',
+    path: ['user'],
+  });
 export type RunSpecInput = z.input<typeof RunSpecSchema>;
 export type RunSpec = z.output<typeof RunSpecSchema>;
 

@@ -17,7 +17,7 @@ export interface InitExit {
 
 const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 const REAP_BACKOFF_MS = [0, 1, 1, 2, 5, 10];
-const FIRST_FREE_FD = 5; // the child's fds 0-4 are assigned below: sources must not collide with them
+const FIRST_FREE_FD = 7; // the child's fds 0-6 are assigned below: sources must not collide with them
 
 /** Moves fd above the child's fixed fds, so that one dup2 cannot overwrite another's source. */
 function high(fd: number): number {
@@ -49,35 +49,34 @@ export class InitProcess {
   }
 
   /**
-   * Spawns `file` with fd 0-2 on new pipes and `gate`, `status` as fds 3 and 4. Call it while the thread is inside
-   * the sandbox's namespaces: the child inherits them.
+   * Spawns `file` with fd 0-2 on new pipes and `gate`, `status`, `spec`, `userns` as fds 3 to 6, with no arguments
+   * and an empty environment (lid-init reads everything from its spec). Call it while the thread is inside the
+   * sandbox's namespaces: the child inherits them.
    */
-  static spawn(file: string, argv: string[], env: Record<string, string>, gate: number, status: number): InitProcess {
+  static spawn(file: string, gate: number, status: number, spec: number, userns: number): InitProcess {
     const pipes = [sys.pipe(), sys.pipe(), sys.pipe()].map(([r, w]) => [high(r), high(w)] as const);
     const [[stdinRead, stdinWrite], [stdoutRead, stdoutWrite], [stderrRead, stderrWrite]] = pipes as [
       readonly [number, number],
       readonly [number, number],
       readonly [number, number],
     ];
-    // The caller keeps its gate and status fds: work on copies when they sit among the child's fixed numbers.
-    const gateFd = gate >= FIRST_FREE_FD ? gate : sys.dupAtLeast(gate, FIRST_FREE_FD);
-    const statusFd = status >= FIRST_FREE_FD ? status : sys.dupAtLeast(status, FIRST_FREE_FD);
+    // The caller keeps its fds: work on copies when they sit among the child's fixed numbers.
+    const given = [gate, status, spec, userns];
+    const copies = given.map((fd) => (fd >= FIRST_FREE_FD ? fd : sys.dupAtLeast(fd, FIRST_FREE_FD)));
     let pid: number;
     try {
-      pid = sys.posixSpawn(file, [file, ...argv], env, [
+      pid = sys.posixSpawn(file, [file], {}, [
         [stdinRead, 0],
         [stdoutWrite, 1],
         [stderrWrite, 2],
-        [gateFd, 3],
-        [statusFd, 4],
+        ...copies.map((fd, i) => [fd, 3 + i] as [number, number]),
       ]);
     } catch (e) {
       for (const fd of [stdinWrite, stdoutRead, stderrRead]) sys.close(fd);
       throw e;
     } finally {
       for (const fd of [stdinRead, stdoutWrite, stderrWrite]) sys.close(fd);
-      if (gateFd !== gate) sys.close(gateFd);
-      if (statusFd !== status) sys.close(statusFd);
+      copies.forEach((fd, i) => fd !== given[i] && sys.close(fd));
     }
     return new InitProcess(pid, stdinWrite, stdoutRead, stderrRead);
   }

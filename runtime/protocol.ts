@@ -9,8 +9,10 @@ export interface PreparedRun {
   cwd: string;
   stdin: Uint8Array | null;
   files: { path: string; content: Uint8Array | string; mode: number }[];
-  uid: number;
-  gid: number;
+  /** OCI "User" string for lid-init to resolve inside the sandbox ("" = 65534:65534). */
+  user: string;
+  /** The uid slot this sandbox alone has while it runs (runtime/uid-slots.ts); the fd is the process's. */
+  slot: { base: number; usernsFd: number; maxId: number };
   hostname: string;
   limits: {
     timeoutMs: number;
@@ -20,6 +22,7 @@ export interface PreparedRun {
     outputBytes: number;
     diskBytes: number;
   };
+  rlimits: { nofile: number; stack: number };
   streamOutput: boolean;
 }
 

@@ -24,11 +24,10 @@ export interface RootfsPlan {
   diskBytes: number;
   files: SandboxFile[];
   cwd: string;
-  uid: number;
-  gid: number;
 }
 
-const MAX_MOUNT_DATA = 4095; // the kernel copies at most one page of mount options
+const MAX_MOUNT_DATA = 4095;
+const MAX_PTYS = 64; // the kernel copies at most one page of mount options
 
 /** overlayfs options: lowerdir lists the top layer first. Pure; refuses paths overlayfs cannot parse. */
 export function overlayOptions(layersBottomFirst: string[], upper: string, work: string): string {
@@ -59,53 +58,77 @@ export const DEVICES = [
   { name: 'tty', major: 5, minor: 0 },
 ] as const;
 
-/** Looks a path up in the layers, top first, the way overlayfs would (a whiteout hides what is below it). */
-function lowerStat(layersTopFirst: string[], rel: string): fs.Stats | null {
-  for (const layer of layersTopFirst) {
-    const st = fs.lstatSync(path.join(layer, rel), { throwIfNoEntry: false });
-    if (!st) continue;
-    if (st.isCharacterDevice() && st.rdev === 0) return null; // overlay whiteout
-    return st;
+/**
+ * The image's entry at `rel` as overlayfs shows it -- the topmost layer holding the path decides, a whiteout hides it
+ * -- found without ever following a symlink: every layer is walked one component at a time, and a layer stops
+ * counting below a component that is not a real directory in it, so lstat only ever meets a symlink as the last
+ * component, which it does not follow. (An image's `etc -> /etc` must never let host code see the host's /etc.)
+ * Opaque directories are not read (that needs xattrs): a lower layer's entry under one counts as visible, which at
+ * worst refuses a file or copies a directory's owner that the job would not have seen.
+ */
+function lowerEntry(layersTopFirst: string[], rel: string): fs.Stats | null {
+  let layers = layersTopFirst; // layers in which the path so far is a real directory
+  let entry: fs.Stats | null = null;
+  let prefix = '';
+  for (const part of rel.split('/').filter(Boolean)) {
+    if (entry && !entry.isDirectory()) return null; // below a file or a symlink there is nothing
+    prefix = `${prefix}/${part}`;
+    const deeper: string[] = [];
+    entry = null;
+    for (const layer of layers) {
+      const st = fs.lstatSync(layer + prefix, { throwIfNoEntry: false });
+      if (!st) continue;
+      if (st.isCharacterDevice() && st.rdev === 0) break; // overlay whiteout: hidden here and below
+      entry ??= st;
+      if (!st.isDirectory()) break; // a non-directory hides whatever lower layers hold at this path
+      deeper.push(layer);
+    }
+    if (!entry) return null;
+    layers = deeper;
   }
-  return null;
+  return entry;
+}
+
+function kindOf(st: fs.Stats): string {
+  return st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'special file';
 }
 
 /**
  * Creates a directory chain in the upper layer. Directories the image already has are copied up with their own
- * owner and mode (so placing /usr/local/x never hands /usr to the job); new ones belong to the job's user.
+ * owner and mode (so placing /usr/local/x never hands /usr to the job); new ones are listed in `owned`, to belong to
+ * the job's user (lid-init gives them to it once it has resolved the user inside the sandbox).
  */
-function ensureUpperDirs(upper: string, layersTopFirst: string[], dir: string, uid: number, gid: number): void {
+function ensureUpperDirs(upper: string, layersTopFirst: string[], dir: string, owned: string[] | null): void {
   let rel = '';
   for (const part of dir.split('/').filter(Boolean)) {
     rel = `${rel}/${part}`;
     const target = upper + rel;
     const inUpper = fs.lstatSync(target, { throwIfNoEntry: false });
     if (inUpper?.isDirectory()) continue;
-    const below = lowerStat(layersTopFirst, rel);
+    const below = lowerEntry(layersTopFirst, rel);
     if (below && !below.isDirectory()) {
-      throw new LidError(
-        'invalid_spec',
-        `cannot place a file under ${rel}: the image has a ${below.isSymbolicLink() ? 'symlink' : 'file'} there`,
-      );
+      throw new LidError('invalid_spec', `cannot place a file under ${rel}: the image has a ${kindOf(below)} there`);
     }
     fs.mkdirSync(target, { mode: 0o755 });
     if (below) {
       fs.chownSync(target, below.uid, below.gid);
-      fs.chmodSync(target, below.mode & 0o7777);
+      fs.chmodSync(target, below.mode & 0o1777); // never a setuid/setgid bit
     } else {
-      fs.chownSync(target, uid, gid);
+      owned?.push(rel);
     }
   }
 }
 
-function placeFiles(upper: string, plan: RootfsPlan): void {
+/** Writes the job's files into the fresh upper layer; returns the paths (inside the sandbox) the job must own. */
+function placeFiles(upper: string, plan: RootfsPlan): string[] {
   const layersTopFirst = [...plan.layers].reverse();
+  const owned: string[] = [];
   // A private, writable /tmp for every job (it lives in the size-capped upper layer).
-  ensureUpperDirs(upper, layersTopFirst, '/tmp', plan.uid, plan.gid);
+  ensureUpperDirs(upper, layersTopFirst, '/tmp', null);
   fs.chmodSync(`${upper}/tmp`, 0o1777);
   for (const file of plan.files) {
-    ensureUpperDirs(upper, layersTopFirst, path.dirname(file.path), plan.uid, plan.gid);
-    const below = lowerStat(layersTopFirst, file.path);
+    ensureUpperDirs(upper, layersTopFirst, path.dirname(file.path), owned);
+    const below = lowerEntry(layersTopFirst, file.path);
     if (below?.isDirectory())
       throw new LidError('invalid_spec', `cannot place a file at ${file.path}: the image has a directory there`);
     const target = upper + file.path;
@@ -113,17 +136,18 @@ function placeFiles(upper: string, plan: RootfsPlan): void {
     const fd = fs.openSync(
       target,
       fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
-      file.mode,
+      0o600,
     );
     try {
       fs.writeSync(fd, typeof file.content === 'string' ? Buffer.from(file.content) : file.content);
-      fs.fchownSync(fd, plan.uid, plan.gid);
       fs.fchmodSync(fd, file.mode);
     } finally {
       fs.closeSync(fd);
     }
+    owned.push(file.path);
   }
-  ensureUpperDirs(upper, layersTopFirst, plan.cwd, plan.uid, plan.gid);
+  ensureUpperDirs(upper, layersTopFirst, plan.cwd, owned);
+  return owned;
 }
 
 function mountDev(root: string, shmBytes: number): void {
@@ -135,15 +159,43 @@ function mountDev(root: string, shmBytes: number): void {
   }
   fs.mkdirSync(`${dev}/pts`);
   fs.mkdirSync(`${dev}/shm`);
-  sys.mount('devpts', `${dev}/pts`, 'devpts', MS.NOSUID | MS.NOEXEC, 'newinstance,ptmxmode=0666,mode=0620');
+  // max= caps the pseudo-terminals one sandbox can open (each costs kernel memory outside its cgroup's reach).
+  sys.mount(
+    'devpts',
+    `${dev}/pts`,
+    'devpts',
+    MS.NOSUID | MS.NOEXEC,
+    `newinstance,ptmxmode=0666,mode=0620,max=${MAX_PTYS}`,
+  );
   sys.mount('shm', `${dev}/shm`, 'tmpfs', MS.NOSUID | MS.NODEV | MS.NOEXEC, `size=${shmBytes},mode=1777`);
 }
 
 /**
- * Builds the root and makes it the calling thread's root. Must run in a fresh private mount namespace; afterwards the
- * thread's root is the sandbox's, until the caller returns to the host's namespace.
+ * /proc and /dev of the image become mount points, so they must be plain directories (or absent, then made): mount(2)
+ * follows symlinks, and an image's `dev -> /tmp` or `proc -> /` would put the kernel's trees elsewhere and leave the
+ * masks of /proc unapplied. Fail closed, before anything is mounted there.
  */
-export function buildAndEnterRootfs(plan: RootfsPlan): void {
+function mountPointFor(root: string, dir: 'proc' | 'dev'): void {
+  const st = fs.lstatSync(`${root}/${dir}`, { throwIfNoEntry: false }); // the overlay's merged view, not followed
+  if (!st) {
+    fs.mkdirSync(`${root}/${dir}`, { mode: 0o755 });
+    return;
+  }
+  if (!st.isDirectory()) {
+    throw new LidError(
+      'invalid_image',
+      `the image's /${dir} is a ${kindOf(st)}: Lid mounts the kernel's /${dir} there and needs a plain directory (or nothing) at that path`,
+      { path: `/${dir}` },
+    );
+  }
+}
+
+/**
+ * Builds the root and makes it the calling thread's root. Must run in a fresh private mount namespace; afterwards the
+ * thread's root is the sandbox's, until the caller returns to the host's namespace. Returns the paths the job must
+ * own (see placeFiles).
+ */
+export function buildAndEnterRootfs(plan: RootfsPlan): string[] {
   // Our copies of the host's mounts must never propagate back to the host.
   sys.mount(null, '/', null, MS.REC | MS.PRIVATE);
   const scratch = plan.mountDir;
@@ -154,13 +206,14 @@ export function buildAndEnterRootfs(plan: RootfsPlan): void {
   fs.mkdirSync(upper);
   fs.mkdirSync(work);
   fs.mkdirSync(root);
-  placeFiles(upper, plan);
+  const owned = placeFiles(upper, plan);
   sys.mount('overlay', root, 'overlay', MS.NOSUID | MS.NODEV, overlayOptions(plan.layers, upper, work));
-  for (const dir of ['proc', 'dev']) fs.mkdirSync(`${root}/${dir}`, { recursive: true, mode: 0o755 });
+  for (const dir of ['proc', 'dev'] as const) mountPointFor(root, dir);
   mountDev(root, Math.min(plan.diskBytes, 64 * 1024 * 1024));
   // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the sandbox's tree.
   sys.chdir(root);
   sys.pivotRoot('.', '.');
   sys.umount2('.', MNT_DETACH);
   sys.chdir('/');
+  return owned;
 }

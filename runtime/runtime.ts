@@ -12,6 +12,7 @@ import type { CgroupDriver } from './cgroups/driver.js';
 import { ensureInitBinary } from './init/init-binary.js';
 import type { FromThread, PreparedRun, ThreadConfig, ToThread } from './protocol.js';
 import * as sys from './syscalls.js';
+import { SLOT_SPAN, type UidRange, UidSlots } from './uid-slots.js';
 
 export interface RuntimeOptions {
   /** Spawner threads; each hosts many sandboxes. Default: the number of CPUs, between 2 and 8. */
@@ -20,6 +21,8 @@ export interface RuntimeOptions {
   cgroupParent?: string;
   /** Empty host directory used as the private tmpfs mount point inside each sandbox's mount namespace. */
   mountDir?: string;
+  /** Host uids reserved for sandboxes (runtime/uid-slots.ts; default 0x70000000 to 0x7fffffff). */
+  sandboxUids?: UidRange;
   /**
    * Let the process exit while the runtime is idle: its threads do not keep the event loop alive, and at exit
    * whatever still runs is killed and the cgroups removed, synchronously.
@@ -37,6 +40,8 @@ export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 const DEFAULT_MOUNT_DIR = '/run/lid/rootfs';
 
 interface Pending {
+  /** The sandbox's uid slot, given back once its sandbox has ended (never when its thread was lost mid-run). */
+  slotBase: number;
   resolve: (r: RunResult) => void;
   reject: (e: unknown) => void;
   onOutput?: RunOptions['onOutput'];
@@ -71,6 +76,7 @@ export class SandboxRuntime {
 
   private constructor(
     private readonly cgroups: CgroupDriver,
+    private readonly uids: UidSlots,
     private readonly threadConfig: ThreadConfig,
     private readonly unref: boolean,
   ) {}
@@ -82,9 +88,17 @@ export class SandboxRuntime {
     sys.markCloseOnExecFrom(3); // no descriptor this process inherited may reach a sandbox (kernel fact 10)
     const mountDir = options.mountDir ?? DEFAULT_MOUNT_DIR;
     fs.mkdirSync(mountDir, { recursive: true });
-    const cgroups = createCgroupDriver({ parent: options.cgroupParent });
+    const cgroups = createCgroupDriver({ parent: options.cgroupParent }); // first: it sweeps crashed runtimes' jobs
+    let uids: UidSlots;
+    try {
+      uids = UidSlots.open(initPath, options.sandboxUids);
+    } catch (e) {
+      cgroups.close();
+      throw e;
+    }
     const runtime = new SandboxRuntime(
       cgroups,
+      uids,
       { initPath, mountDir, cgroupParent: options.cgroupParent },
       options.unref ?? false,
     );
@@ -101,6 +115,11 @@ export class SandboxRuntime {
 
   get cgroupVersion(): 1 | 2 {
     return this.cgroups.version;
+  }
+
+  /** uid slots this runtime holds (each with a lock file and a user namespace fd): at most its peak concurrency. */
+  get uidSlotsHeld(): number {
+    return this.uids.held;
   }
 
   get cgroupInstanceDirs(): readonly string[] {
@@ -121,6 +140,7 @@ export class SandboxRuntime {
         if (!pending) return;
         if (msg.type === 'output') return pending.onOutput?.(msg.stream, msg.chunk);
         thread.pending.delete(msg.id);
+        this.uids.release(pending.slotBase); // the thread answers only once the sandbox's cgroup is killed and gone
         this.updateRef(thread);
         if (msg.type === 'result') pending.resolve(msg.result);
         else if (msg.type === 'cancelled')
@@ -130,6 +150,7 @@ export class SandboxRuntime {
       const lost = (why: string) => {
         reject(new LidError('setup_failed', why));
         this.threads.splice(this.threads.indexOf(thread) >>> 0, 1);
+        // Their uids stay taken: a lost thread's sandboxes may still be dying (lid-init has a parent-death signal).
         for (const p of thread.pending.values()) p.reject(new LidError('internal', why));
         thread.pending.clear();
         if (!this.closing) this.addThread().catch(() => {}); // keep the pool at strength
@@ -171,10 +192,13 @@ export class SandboxRuntime {
       cwd: spec.cwd,
       stdin: spec.stdin === undefined ? null : typeof spec.stdin === 'string' ? Buffer.from(spec.stdin) : spec.stdin,
       files: spec.files,
-      uid: spec.uid,
-      gid: spec.gid,
+      user:
+        spec.user ??
+        (spec.uid === undefined && spec.gid === undefined ? '' : `${spec.uid ?? 65534}:${spec.gid ?? 65534}`),
+      slot: { base: 0, usernsFd: -1, maxId: SLOT_SPAN - 1 }, // taken when the run is handed to a thread
       hostname: spec.hostname,
       limits: spec.limits,
+      rlimits: spec.rlimits,
       streamOutput: options.onOutput !== undefined,
     };
   }
@@ -188,8 +212,10 @@ export class SandboxRuntime {
     const thread = this.threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     if (!thread) throw new LidError('internal', 'no spawner thread is available');
     const id = this.nextId++;
+    prepared.slot = { ...this.uids.take(), maxId: SLOT_SPAN - 1 };
     const result = new Promise<RunResult>((resolve, reject) => {
-      thread.pending.set(id, { resolve, reject, onOutput: options.onOutput, signal: options.signal });
+      const { onOutput, signal } = options;
+      thread.pending.set(id, { slotBase: prepared.slot.base, resolve, reject, onOutput, signal });
     });
     this.updateRef(thread);
     const cancel = () => thread.worker.postMessage({ type: 'cancel', id } satisfies ToThread);
@@ -207,6 +233,7 @@ export class SandboxRuntime {
     this.closing ??= (async () => {
       await Promise.all(this.threads.map((t) => t.worker.terminate().catch(() => {})));
       this.cgroups.close(); // kills anything a terminated thread left running, then removes the directories
+      this.uids.close(); // only now: nothing of this runtime runs any more
     })();
     return this.closing;
   }

@@ -9,6 +9,7 @@ import type { RunResult, RunStatus, SetupSteps } from '../common/run-spec.js';
 import type { CgroupDriver, CgroupUsage, JobCgroup } from './cgroups/driver.js';
 import { InitProcess } from './init-process.js';
 import type { HostNamespaces } from './namespaces.js';
+import { encodeInitSpec } from './init-spec.js';
 import { CappedOutput } from './output.js';
 import type { PreparedRun } from './protocol.js';
 import { buildAndEnterRootfs } from './rootfs.js';
@@ -21,9 +22,12 @@ export interface SandboxContext {
   cgroups: CgroupDriver;
   initPath: string;
   mountDir: string;
+  /** The job's seccomp filter (runtime/seccomp.ts), which lid-init installs last before exec. */
+  seccomp: Uint8Array;
 }
 
 const GO = new Uint8Array([0x67]);
+const FSIZE_MARGIN = 64 * 1024;
 
 /** lid-init reports "STAGE ERRNO" when it cannot start the job; turn that into an error a user can act on. */
 function initFailure(report: string, run: PreparedRun): LidError {
@@ -51,7 +55,37 @@ function initFailure(report: string, run: PreparedRun): LidError {
       { stage, errno: errnoName },
     );
   }
+  const image = imageUserFailure(stage, errnoName, run.user);
+  if (image) return image;
   return new LidError('setup_failed', `sandbox init failed at "${stage}": ${errnoName}`, { stage, errno: errnoName });
+}
+
+const ID_FILE_PROBLEMS: Record<string, string> = {
+  ELOOP: 'is a symlink (or reached through a symlink loop)',
+  EINVAL: 'is not a regular file',
+  EFBIG: 'is larger than 1 MiB',
+  ENOTDIR: 'is not reachable: a part of its path is not a directory',
+  EACCES: 'is not readable',
+};
+
+/** lid-init could not resolve the image's user: the image is at fault, and says so in terms of the image. */
+function imageUserFailure(stage: string, errnoName: string, user: string): LidError | null {
+  const file = /^read the image's (\/etc\/(passwd|group))$/.exec(stage)?.[1];
+  if (file) {
+    const why = ID_FILE_PROBLEMS[errnoName] ?? `cannot be read (${errnoName})`;
+    return new LidError('invalid_image', `the image's ${file} ${why}, so its user "${user}" cannot be looked up`, {
+      stage,
+      errno: errnoName,
+    });
+  }
+  if (stage === "find the image's user" || stage === "find the image's group") {
+    const [name, group] = user.split(':');
+    const what = stage.endsWith('user')
+      ? `user "${name}" is not in its /etc/passwd`
+      : `group "${group}" is not in its /etc/group`;
+    return new LidError('invalid_image', `the image's ${what}`, { stage, user });
+  }
+  return null;
 }
 
 export class Sandbox {
@@ -59,6 +93,7 @@ export class Sandbox {
   private cgroup: JobCgroup | null = null;
   private killReason: KillReason | null = null;
   private statusFd = -1;
+  private gateFd = -1;
   private readonly t0 = performance.now();
   private tGate = 0;
   /** performance.now() after each setup step but the last (SetupSteps order); the gate time ends the last. */
@@ -96,44 +131,58 @@ export class Sandbox {
       pids: run.limits.pids,
     });
     this.marks.push(performance.now());
+    const spec = sys.memfd('lid-init-spec'); // filled once the root is built; lid-init reads it after its gate
     const [gateRead, gateWrite] = sys.pipe();
     const [statusRead, statusWrite] = sys.pipe();
     this.statusFd = statusRead;
+    this.gateFd = gateWrite;
+    let owned: string[];
     try {
       ctx.host.enterNew();
       this.marks.push(performance.now());
       try {
         // The init starts on the host's root, inside the new namespaces, and waits at its gate (fd 3).
-        const args = [String(run.uid), String(run.gid), run.cwd, ...run.argv];
-        this.child = InitProcess.spawn(ctx.initPath, args, run.env, gateRead, statusWrite);
+        this.child = InitProcess.spawn(ctx.initPath, gateRead, statusWrite, spec, run.slot.usernsFd);
         this.marks.push(performance.now());
         sys.sethostname(run.hostname);
-        buildAndEnterRootfs({
+        owned = buildAndEnterRootfs({
           layers: run.layers,
           mountDir: ctx.mountDir,
           diskBytes: run.limits.diskBytes,
           files: run.files,
           cwd: run.cwd,
-          uid: run.uid,
-          gid: run.gid,
         });
       } finally {
         // If this fails the thread is unusable; the error reaches sandbox-thread.ts, which ends the thread.
         ctx.host.restore();
       }
+      sys.pwriteAll(
+        spec,
+        encodeInitSpec({
+          idBase: run.slot.base,
+          maxId: run.slot.maxId,
+          user: run.user,
+          cwd: run.cwd,
+          // Just above the disk: a job that fills its disk sees ENOSPC, not SIGXFSZ; no file can pass the limit.
+          rlimits: { ...run.rlimits, fsize: run.limits.diskBytes + FSIZE_MARGIN },
+          owned,
+          argv: run.argv,
+          env: run.env,
+          seccomp: ctx.seccomp,
+        }),
+      );
     } finally {
       sys.close(gateRead);
       sys.close(statusWrite);
+      sys.close(spec);
     }
     this.marks.push(performance.now());
-    try {
-      // Into the cgroup before its first instruction: the init still waits at its gate.
-      this.cgroup.attach(this.child!.pid);
-      this.tGate = performance.now();
-      sys.write(gateWrite, GO);
-    } finally {
-      sys.close(gateWrite);
-    }
+    // Into the cgroup before its first instruction: the init still waits at its gate.
+    this.cgroup.attach(this.child!.pid);
+    this.tGate = performance.now();
+    sys.write(gateWrite, GO);
+    sys.close(gateWrite);
+    this.gateFd = -1;
   }
 
   /** After a failed create: end whatever was started and remove what was made. */
@@ -142,6 +191,7 @@ export class Sandbox {
       this.child.kill();
       await this.child.exited;
     }
+    if (this.gateFd >= 0) sys.close(this.gateFd); // lid-init reads end of file at its gate and exits
     if (this.statusFd >= 0) sys.close(this.statusFd);
     this.cgroup?.destroy();
   }

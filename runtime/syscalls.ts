@@ -65,6 +65,9 @@ const c = {
   attrSetSigDefault: libc.func('int posix_spawnattr_setsigdefault(void *attr, const void *sigset)'),
   sigemptyset: libc.func('int sigemptyset(void *set)'),
   sigfillset: libc.func('int sigfillset(void *set)'),
+  flock: libc.func('int flock(int fd, int op)'),
+  memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
+  pwrite: libc.func('long pwrite(int fd, const void *buf, size_t len, long offset)'),
 };
 
 const SYS_pivot_root = 155; // x86_64; glibc has no wrapper
@@ -214,6 +217,14 @@ export function posixSpawn(file: string, argv: string[], env: Record<string, str
   }
 }
 
+/** Waits for a child to end and reaps it. */
+export function waitpid(pid: number): WaitStatus {
+  const status = new Int32Array(1);
+  check(c.waitpid(pid, status, 0), () => `waitpid(${pid})`);
+  const s = status[0]!;
+  return (s & 0x7f) === 0 ? { exitCode: (s >> 8) & 0xff, signal: null } : { exitCode: null, signal: s & 0x7f };
+}
+
 export type WaitStatus = { exitCode: number; signal: null } | { exitCode: null; signal: number };
 
 /** Reaps a child if it has ended: its exit code or killing signal, or null while it still runs. */
@@ -223,6 +234,61 @@ export function waitpidNoHang(pid: number): WaitStatus | null {
   if (r === 0) return null;
   const s = status[0]!;
   return (s & 0x7f) === 0 ? { exitCode: (s >> 8) & 0xff, signal: null } : { exitCode: null, signal: s & 0x7f };
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+const MFD_CLOEXEC = 1;
+
+/** Takes an exclusive flock(2) on fd without waiting: false when another open file holds it. */
+export function flockExclusiveNoWait(fd: number): boolean {
+  if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const errno = koffi.errno();
+  if (errno === EWOULDBLOCK) return false;
+  throw new SyscallError(`flock(${fd}, LOCK_EX|LOCK_NB)`, errno);
+}
+
+/** An empty anonymous in-memory file (close-on-exec). */
+export function memfd(name: string): number {
+  return check(c.memfdCreate(name, MFD_CLOEXEC), () => `memfd_create(${q(name)}, MFD_CLOEXEC)`);
+}
+
+/** Writes all of `data` at `offset` of fd (its file position does not move). */
+export function pwriteAll(fd: number, data: Uint8Array, offset = 0): void {
+  for (let done = 0; done < data.length;) {
+    const rest = data.subarray(done);
+    done += check(c.pwrite(fd, rest, rest.length, offset + done), () => `pwrite(${fd}, ${rest.length} bytes)`);
+  }
+}
+
+const PR_CAPBSET_DROP = 24;
+const PR_CAP_AMBIENT = 47;
+const PR_CAP_AMBIENT_RAISE = 2;
+const SYS_capget = 125;
+const SYS_capset = 126;
+const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+
+/**
+ * Gives the programs the calling thread execs exactly `caps`, whatever the program: they become inheritable and
+ * ambient (kept across execve), and the bounding set is emptied (so nothing else can be gained, and nothing the
+ * thread still holds itself passes on). The thread's own permitted and effective sets do not change.
+ */
+export function passOnlyCapabilities(caps: number[], lastCap: number): void {
+  // capabilities the thread does not hold itself are left out
+  // struct __user_cap_header_struct { u32 version; int pid; } and two struct __user_cap_data_struct
+  // { u32 effective, permitted, inheritable; } (low and high 32 capabilities)
+  const header = new Uint32Array([LINUX_CAPABILITY_VERSION_3, 0]);
+  const data = new Uint32Array(6);
+  check(c.syscall(SYS_capget, 'void *', header, 'void *', data), () => 'capget()');
+  const permitted = (cap: number) => (data[(cap >> 5) * 3 + 1]! & (1 << (cap & 31))) !== 0;
+  caps = caps.filter(permitted); // a container may have withheld some (seen here: CAP_SYS_RESOURCE)
+  for (const cap of caps) data[(cap >> 5) * 3 + 2]! |= 1 << (cap & 31);
+  check(c.syscall(SYS_capset, 'void *', header, 'void *', data), () => 'capset(inheritable)');
+  for (const cap of caps)
+    check(c.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), () => `prctl(PR_CAP_AMBIENT_RAISE, ${cap})`);
+  for (let cap = 0; cap <= lastCap; cap++)
+    check(c.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), () => `prctl(PR_CAPBSET_DROP, ${cap})`);
 }
 
 export function gettid(): number {

@@ -87,7 +87,7 @@ export class JobRunner {
         this.images.acquire(job.request.image),
       );
       const { image } = lease;
-      const defaults = jobDefaults(image.config, image.layerDirs, {
+      const defaults = jobDefaults(image.config, {
         argv: job.request.command,
         env: job.request.env,
         cwd: job.request.cwd,
