@@ -22,7 +22,8 @@ describe("an image's config as the job's defaults", () => {
   // Names are resolved inside the sandbox (runtime/sandbox.user.test.ts): here the string only passes through.
   it("passes the image's User on as it is, and refuses one that is not NAME[:GROUP] or UID[:GID]", () => {
     const user = (User?: string) => jobDefaults(config({ User, Cmd: ['x'] }), { argv: [] }).user;
-    expect(user(undefined)).toBe('');
+    expect(user(undefined)).toBeUndefined();
+    expect(user('')).toBeUndefined();
     expect(user('app:staff')).toBe('app:staff');
     expect(user('1000')).toBe('1000');
     expect(() => user('a:b:c')).toThrow(/User "a:b:c" is not NAME, UID/);

@@ -11,8 +11,8 @@ export interface JobDefaults {
   argv: string[];
   env: Record<string, string>;
   cwd: string;
-  /** The image's User ("" when it names none): "name", "uid", "name:group" or "uid:gid". */
-  user: string;
+  /** The image's User, "name", "uid", "name:group" or "uid:gid"; absent when it names none. */
+  user?: string;
 }
 
 const USER = /^[^:\0\s]{1,256}(:[^:\0\s]{1,256})?$/;
@@ -30,11 +30,12 @@ export function jobDefaults(
   }
   const argv = [...(c.Entrypoint ?? []), ...(request.argv.length ? request.argv : (c.Cmd ?? []))];
   if (argv.length === 0) throw new LidError('invalid_spec', 'the image has no default command: give one after --');
-  const user = c.User ?? '';
-  if (user !== '' && !USER.test(user))
+  const user = c.User || undefined;
+  if (user !== undefined && !USER.test(user))
     throw new LidError(
       'invalid_image',
       `the image's User ${JSON.stringify(user)} is not NAME, UID, NAME:GROUP or UID:GID`,
     );
-  return { argv, env: { ...env, ...request.env }, cwd: request.cwd ?? (c.WorkingDir || '/'), user };
+  const cwd = request.cwd ?? (c.WorkingDir || '/');
+  return { argv, env: { ...env, ...request.env }, cwd, ...(user ? { user } : {}) };
 }

@@ -24,6 +24,8 @@ export interface RootfsPlan {
   diskBytes: number;
   files: SandboxFile[];
   cwd: string;
+  /** The sandbox's uid slot (runtime/uid-slots.ts): image owner u on disk is host id base + u, 0 stays 0. */
+  slot: { base: number; maxId: number; usernsFd: number };
 }
 
 const MAX_MOUNT_DATA = 4095;
@@ -89,6 +91,12 @@ function lowerEntry(layersTopFirst: string[], rel: string): fs.Stats | null {
   return entry;
 }
 
+/** The host id an image's on-disk owner id shows as in the sandbox's idmapped layers (65534 when it has none). */
+export function hostId(id: number, slot: { base: number; maxId: number }): number {
+  if (id === 0) return 0;
+  return slot.base + (id <= slot.maxId ? id : 65534);
+}
+
 function kindOf(st: fs.Stats): string {
   return st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'special file';
 }
@@ -98,7 +106,13 @@ function kindOf(st: fs.Stats): string {
  * owner and mode (so placing /usr/local/x never hands /usr to the job); new ones are listed in `owned`, to belong to
  * the job's user (lid-init gives them to it once it has resolved the user inside the sandbox).
  */
-function ensureUpperDirs(upper: string, layersTopFirst: string[], dir: string, owned: string[] | null): void {
+function ensureUpperDirs(
+  upper: string,
+  layersTopFirst: string[],
+  dir: string,
+  owned: string[] | null,
+  slot: RootfsPlan['slot'],
+): void {
   let rel = '';
   for (const part of dir.split('/').filter(Boolean)) {
     rel = `${rel}/${part}`;
@@ -111,7 +125,8 @@ function ensureUpperDirs(upper: string, layersTopFirst: string[], dir: string, o
     }
     fs.mkdirSync(target, { mode: 0o755 });
     if (below) {
-      fs.chownSync(target, below.uid, below.gid);
+      // Owned as the idmapped layer shows it, so the copy matches what the job sees below it.
+      fs.chownSync(target, hostId(below.uid, slot), hostId(below.gid, slot));
       fs.chmodSync(target, below.mode & 0o1777); // never a setuid/setgid bit
     } else {
       owned?.push(rel);
@@ -124,10 +139,10 @@ function placeFiles(upper: string, plan: RootfsPlan): string[] {
   const layersTopFirst = [...plan.layers].reverse();
   const owned: string[] = [];
   // A private, writable /tmp for every job (it lives in the size-capped upper layer).
-  ensureUpperDirs(upper, layersTopFirst, '/tmp', null);
+  ensureUpperDirs(upper, layersTopFirst, '/tmp', null, plan.slot);
   fs.chmodSync(`${upper}/tmp`, 0o1777);
   for (const file of plan.files) {
-    ensureUpperDirs(upper, layersTopFirst, path.dirname(file.path), owned);
+    ensureUpperDirs(upper, layersTopFirst, path.dirname(file.path), owned, plan.slot);
     const below = lowerEntry(layersTopFirst, file.path);
     if (below?.isDirectory())
       throw new LidError('invalid_spec', `cannot place a file at ${file.path}: the image has a directory there`);
@@ -146,7 +161,7 @@ function placeFiles(upper: string, plan: RootfsPlan): string[] {
     }
     owned.push(file.path);
   }
-  ensureUpperDirs(upper, layersTopFirst, plan.cwd, owned);
+  ensureUpperDirs(upper, layersTopFirst, plan.cwd, owned, plan.slot);
   return owned;
 }
 
@@ -207,7 +222,15 @@ export function buildAndEnterRootfs(plan: RootfsPlan): string[] {
   fs.mkdirSync(work);
   fs.mkdirSync(root);
   const owned = placeFiles(upper, plan);
-  sys.mount('overlay', root, 'overlay', MS.NOSUID | MS.NODEV, overlayOptions(plan.layers, upper, work));
+  // Each layer through an idmapped mount of the slot's user namespace: the image's file owners line up with the ids
+  // the job has inside (its USER owns its files), at about 10 us a layer. The overlay keeps the detached mounts.
+  const trees = plan.layers.map((layer) => sys.idmappedTree(layer, plan.slot.usernsFd));
+  try {
+    const lowers = trees.map((fd) => `/proc/self/fd/${fd}`);
+    sys.mount('overlay', root, 'overlay', MS.NOSUID | MS.NODEV, overlayOptions(lowers, upper, work));
+  } finally {
+    for (const fd of trees) sys.close(fd);
+  }
   for (const dir of ['proc', 'dev'] as const) mountPointFor(root, dir);
   mountDev(root, Math.min(plan.diskBytes, 64 * 1024 * 1024));
   // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the sandbox's tree.

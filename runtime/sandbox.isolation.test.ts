@@ -51,7 +51,7 @@ describePrivileged('sandbox isolation', () => {
       argv: [
         'sh',
         '-c',
-        'id -u; id -g; grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):" /proc/self/status',
+        'id -u; id -g; grep -E "^(CapInh|CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):" /proc/self/status',
       ],
       uid: 1234,
       gid: 2345,
@@ -60,13 +60,47 @@ describePrivileged('sandbox isolation', () => {
     expect([uid, gid]).toEqual(['1234', '2345']);
     const fields = Object.fromEntries(status.map((l) => l.split(/:\s+/)));
     expect(fields).toEqual({
+      CapInh: '0000000000000000',
       CapPrm: '0000000000000000',
       CapEff: '0000000000000000',
       CapBnd: '0000000000000000',
       CapAmb: '0000000000000000',
       NoNewPrivs: '1',
       Seccomp: '2',
+      Seccomp_filters: '2', // the spawner thread's program and lid-init's (runtime/seccomp.ts)
     });
+  });
+
+  it('starts the job in a session of its own, with no controlling terminal', async () => {
+    // /proc/self/stat: pid (comm) state ppid pgrp session tty_nr ...
+    const r = await h.run({ argv: ['sh', '-c', 'cat /proc/$$/stat'] });
+    const [, , , , pgrp, session, ttyNr] = r.out
+      .replace(/\(.*\)/, 'comm')
+      .trim()
+      .split(' ');
+    expect({ pgrp, session, ttyNr }).toEqual({ pgrp: '1', session: '1', ttyNr: '0' });
+  });
+
+  it('sets rlimits: no core dumps, 4096 files, an 8 MiB stack, no file beyond the disk', async () => {
+    const r = await h.run({
+      argv: ['sh', '-c', 'ulimit -c; ulimit -Hc; ulimit -n; ulimit -Hn; ulimit -s; ulimit -f'],
+      limits: { diskBytes: 64 * 1024 * 1024 },
+    });
+    const [core, coreHard, nofile, nofileHard, stackKiB, fsizeBlocks] = r.out.trim().split('\n').map(Number);
+    expect({ core, coreHard, nofile, nofileHard, stackKiB }).toEqual({
+      core: 0,
+      coreHard: 0,
+      nofile: 4096,
+      nofileHard: 4096,
+      stackKiB: 8192,
+    });
+    expect(fsizeBlocks! * 512).toBeGreaterThanOrEqual(64 * 1024 * 1024); // just above the disk limit
+    expect(fsizeBlocks! * 512).toBeLessThanOrEqual(65 * 1024 * 1024);
+    const custom = await h.run({
+      argv: ['sh', '-c', 'ulimit -n; ulimit -s'],
+      rlimits: { nofile: 64, stack: 1024 * 1024 },
+    });
+    expect(custom.out.trim().split('\n')).toEqual(['64', '1024']);
   });
 
   it('denies user namespaces, keyctl, bpf, perf_event_open, userfaultfd, io_uring, ptrace, kexec, modules and mount', async () => {

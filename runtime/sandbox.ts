@@ -78,6 +78,13 @@ function imageUserFailure(stage: string, errnoName: string, user: string): LidEr
       errno: errnoName,
     });
   }
+  if (stage === "map the image's user") {
+    return new LidError(
+      'invalid_image',
+      `the image's user "${user}" has a uid or gid above 65535, the highest a Lid sandbox maps`,
+      { stage, user },
+    );
+  }
   if (stage === "find the image's user" || stage === "find the image's group") {
     const [name, group] = user.split(':');
     const what = stage.endsWith('user')
@@ -151,6 +158,7 @@ export class Sandbox {
           diskBytes: run.limits.diskBytes,
           files: run.files,
           cwd: run.cwd,
+          slot: run.slot,
         });
       } finally {
         // If this fails the thread is unusable; the error reaches sandbox-thread.ts, which ends the thread.

@@ -3,8 +3,8 @@
 // Two programs stack to make the policy, because a filter is inherited by every child and cannot be removed:
 //   'spawner'  installed once on each spawner thread (runtime/sandbox-thread.ts) and inherited by every lid-init and
 //              job for free: everything but the few calls the spawner itself makes to build a sandbox.
-//   'init'     installed by lid-init as its very last step before exec (runtime/init/lid-init.c): mount, pivot_root,
-//              chroot and setns, which the spawner and lid-init need and a job must not have. It is small on
+//   'init'     installed by lid-init as its very last step before exec (runtime/init/lid-init.c): mount, open_tree,
+//              mount_setattr, pivot_root, chroot and setns, which the spawner and lid-init need and a job must not have. It is small on
 //              purpose: each install costs the kernel a JIT and a per-syscall cache pass, in every sandbox (about
 //              80 us for the whole policy in one program, measured here; a few for this one).
 // A job is under both; seccomp.kernel.test.ts installs both, in that order, on a real kernel and checks every call.
@@ -62,20 +62,18 @@ export const DENIED_SYSCALLS: Readonly<Record<string, number>> = Object.freeze({
   quotactl: 179,
   iopl: 172,
   ioperm: 173,
-  // The new mount API: neither the spawner nor a job uses it.
-  open_tree: 428,
+  // The new mount API, but for the two calls the spawner makes idmapped layers with (in INIT_DENIED_SYSCALLS).
   move_mount: 429,
   fsopen: 430,
   fsconfig: 431,
   fsmount: 432,
   fspick: 433,
-  mount_setattr: 442,
 });
 
 /**
- * What the 'init' program denies: the calls the spawner thread makes itself (mounts, pivot_root, the chroot and
- * setns of its way back to the host) and lid-init's setns into the user namespace. Jobs have no capability for them;
- * denied so that a capability leak alone would not be enough.
+ * What the 'init' program denies: the calls the spawner thread makes itself (mounts, idmapped layers, pivot_root, the
+ * chroot and setns of its way back to the host) and lid-init's setns into the user namespace. Jobs have no capability
+ * for them; denied so that a capability leak alone would not be enough.
  */
 export const INIT_DENIED_SYSCALLS: Readonly<Record<string, number>> = Object.freeze({
   mount: 165,
@@ -83,6 +81,8 @@ export const INIT_DENIED_SYSCALLS: Readonly<Record<string, number>> = Object.fre
   pivot_root: 155,
   chroot: 161,
   setns: 308,
+  open_tree: 428,
+  mount_setattr: 442,
 });
 
 /** Calls whose first argument is a clone-flags word: denied when it asks for a new user namespace. */

@@ -262,6 +262,56 @@ export function pwriteAll(fd: number, data: Uint8Array, offset = 0): void {
   }
 }
 
+const SYS_open_tree = 428;
+const SYS_mount_setattr = 442;
+const AT_FDCWD = -100;
+const AT_EMPTY_PATH = 0x1000;
+const OPEN_TREE_CLONE = 1;
+const OPEN_TREE_CLOEXEC = 0o2000000;
+const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, IDMAP: 0x100000 } as const;
+
+/**
+ * A detached, read-only, nosuid, nodev copy of the mount at `dir` whose file owners appear through the user namespace
+ * `usernsFd` (an idmapped mount): an image file owned by uid u on disk shows as owned by whatever host id u maps to.
+ * Returns its fd; the mount lives while the fd, or a mount built on it (an overlay's lower layer), does.
+ */
+export function idmappedTree(dir: string, usernsFd: number): number {
+  const fd = check(
+    c.syscall(SYS_open_tree, 'int', AT_FDCWD, 'const char *', dir, 'unsigned int', OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC),
+    () => `open_tree(${q(dir)}, OPEN_TREE_CLONE)`,
+  );
+  try {
+    // struct mount_attr { u64 attr_set; u64 attr_clr; u64 propagation; u64 userns_fd; }
+    const attr = new BigUint64Array([
+      BigInt(MOUNT_ATTR.IDMAP | MOUNT_ATTR.RDONLY | MOUNT_ATTR.NOSUID | MOUNT_ATTR.NODEV),
+      0n,
+      0n,
+      BigInt(usernsFd),
+    ]);
+    check(
+      c.syscall(
+        SYS_mount_setattr,
+        'int',
+        fd,
+        'const char *',
+        '',
+        'unsigned int',
+        AT_EMPTY_PATH,
+        'void *',
+        attr,
+        'size_t',
+        32,
+      ),
+      () =>
+        `mount_setattr(${fd}, MOUNT_ATTR_IDMAP|MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV, userns ${usernsFd})`,
+    );
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
+  return fd;
+}
+
 const PR_CAPBSET_DROP = 24;
 const PR_CAP_AMBIENT = 47;
 const PR_CAP_AMBIENT_RAISE = 2;

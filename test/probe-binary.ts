@@ -7,7 +7,8 @@ import path from 'node:path';
 
 const source = new URL('./probes/probe.c', import.meta.url).pathname;
 
-export function probeBinary(): Buffer {
+/** The path of the compiled probe (compiled on first use). */
+export function probeBinaryPath(): string {
   const digest = crypto.createHash('sha256').update(fs.readFileSync(source)).digest('hex').slice(0, 16);
   const out = path.join(os.tmpdir(), `lid-probe-${digest}`);
   if (!fs.existsSync(out)) {
@@ -15,5 +16,9 @@ export function probeBinary(): Buffer {
     execFileSync('cc', ['-O1', '-static', '-Wall', '-o', tmp, source], { stdio: 'pipe' });
     fs.renameSync(tmp, out);
   }
-  return fs.readFileSync(out);
+  return out;
+}
+
+export function probeBinary(): Buffer {
+  return fs.readFileSync(probeBinaryPath());
 }
