@@ -202,11 +202,11 @@ export class EgressPolicy {
     const lower = literal.toLowerCase().replace(/\.$/, '');
     const addresses =
       lower === 'localhost' || lower.endsWith('.localhost') ? ['127.0.0.1', '::1'] : net.isIP(literal) ? [literal] : [];
-    for (const address of addresses) {
-      const v = this.verdict(address);
-      if (!v.allowed) return refusalText(host, address, v.kind, this);
-    }
-    return undefined;
+    // As at delivery, where the first allowed address is used: refused only when none of them is allowed.
+    const verdicts = addresses.map((address) => ({ address, ...this.verdict(address) }));
+    const refused = verdicts.find((v) => !v.allowed);
+    if (!refused || verdicts.some((v) => v.allowed)) return undefined;
+    return refusalText(host, refused.address, refused.kind, this);
   }
 }
 

@@ -74,7 +74,8 @@ export class PolicedFetch {
         this.pick(options.hostname).then(
           (address) => {
             try {
-              opts.beforeConnect?.({ hostname: options.hostname, address, port: Number(options.port) });
+              const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
+              opts.beforeConnect?.({ hostname: options.hostname, address, port });
             } catch (e) {
               return callback(e as Error, null);
             }

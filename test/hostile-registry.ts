@@ -74,8 +74,8 @@ export function manifestFor(config: Blob, layer: Blob, layerSize: number): Blob 
   );
 }
 
-/** An HTTP server on `address` (any port) that records what it sees. */
-export async function serve(address: string, handler: http.RequestListener): Promise<TestServer> {
+/** An HTTP server on `address` (and `port`, default any) that records what it sees. */
+export async function serve(address: string, handler: http.RequestListener, port = 0): Promise<TestServer> {
   const seen: Seen[] = [];
   const server = http.createServer((req, res) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
@@ -83,7 +83,7 @@ export async function serve(address: string, handler: http.RequestListener): Pro
   });
   const state = { connections: 0 };
   server.on('connection', () => state.connections++);
-  await new Promise<void>((resolve) => server.listen(0, address, resolve));
+  await new Promise<void>((resolve) => server.listen(port, address, resolve));
   let closing: Promise<void> | undefined;
   return {
     host: `${address}:${(server.address() as AddressInfo).port}`,
