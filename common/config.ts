@@ -134,7 +134,7 @@ const TABLE = {
           return z.NEVER;
         }
       }),
-    doc: 'where callbacks and job image pulls may connect beyond public addresses: true (private, not metadata) or CIDRs, e.g. 10.0.0.0/8,127.0.0.1/32 (default: public only)',
+    doc: 'callbacks and job pulls may also reach: true (private, not metadata) or CIDRs (default: public only)',
   },
   registryHostCredentials: {
     env: 'LID_REGISTRY_HOST_CREDENTIALS',
@@ -146,7 +146,7 @@ const TABLE = {
       .pipe(
         z.array(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'must be registry hosts such as quay.io,reg.lan:5000')),
       ),
-    doc: "registries (host[:port], comma-separated) for which job image pulls may use the host's logins (auth.json, ~/.docker/config.json)",
+    doc: "registries (host[:port],...) for which job pulls may use the host's registry logins (default: none)",
   },
   pullMaxBytes: {
     env: 'LID_PULL_MAX_BYTES',
