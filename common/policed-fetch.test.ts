@@ -3,7 +3,14 @@
 // Lid connect to the second answer, redirects are counted and checked hop by hop, and Authorization stays with
 // its origin. Addresses off the machine (169.254.169.254) only ever appear through the test's resolver, and a
 // guard in beforeConnect stops any connection off loopback, so a broken policy could not send a packet there.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import type http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serve, type TestServer } from '../test/hostile-registry.js';
 import { EgressPolicy } from './egress-policy.js';
@@ -176,5 +183,41 @@ describe('PolicedFetch', () => {
       ['/again', 'Bearer secret'],
     ]);
     expect(other.seen.map((r) => [r.url, r.authorization])).toEqual([['/away', undefined]]);
+  });
+
+  it('speaks TLS to the checked address but verifies the certificate against the name', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-policed-tls-'));
+    try {
+      const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
+      const args = ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=reg.test'];
+      execFileSync('openssl', [...args, '-addext', 'subjectAltName=DNS:reg.test', '-keyout', key, '-out', cert], {
+        stdio: 'ignore',
+      });
+      const names: unknown[] = [];
+      const srv = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (req, res) => {
+        names.push((req.socket as TLSSocket).servername);
+        res.writeHead(200, { connection: 'close' }).end('ok');
+      });
+      await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+      const port = (srv.address() as AddressInfo).port;
+      try {
+        const resolve: Resolver = async () => [{ address: '127.0.0.1', family: 4 }];
+        const tls = client('127.0.0.1/32', { resolve, ca: fs.readFileSync(cert, 'utf8') });
+        const res = await tls.fetch(`https://reg.test:${port}/`);
+        expect(res.status).toBe(200);
+        expect(names).toEqual(['reg.test']); // SNI carried the name, though the connection went to 127.0.0.1
+        for (const host of ['127.0.0.1', 'other.test']) {
+          const e = await failure(tls.fetch(`https://${host}:${port}/`));
+          expect(String((e.cause as Error | undefined)?.message), host).toMatch(
+            /does not match certificate's altnames/,
+          );
+        }
+      } finally {
+        srv.closeAllConnections();
+        await new Promise((r) => srv.close(r));
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

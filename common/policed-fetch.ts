@@ -54,6 +54,8 @@ export interface PolicedFetchOptions extends EgressOptions {
   maxRedirects: number;
   /** Milliseconds to establish a connection (TCP and TLS). */
   connectTimeoutMs?: number;
+  /** Certificate authorities (PEM) to trust instead of Node's bundle (tests trust their own certificate). */
+  ca?: string;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -68,7 +70,7 @@ export class PolicedFetch {
 
   constructor(private readonly opts: PolicedFetchOptions) {
     this.resolve = opts.resolve ?? systemResolver;
-    const base = buildConnector({ timeout: opts.connectTimeoutMs ?? 10_000 });
+    const base = buildConnector({ timeout: opts.connectTimeoutMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}) });
     this.agent = new Agent({
       connect: (options, callback) => {
         this.pick(options.hostname).then(
@@ -79,7 +81,7 @@ export class PolicedFetch {
             } catch (e) {
               return callback(e as Error, null);
             }
-            // `host` keeps the name, so TLS still sends it as SNI and checks the certificate against it.
+            // `host` keeps the name, so TLS still sends it as SNI and checks the certificate against it, not the IP.
             base({ ...options, hostname: address }, callback);
           },
           (e: Error) => callback(e, null),
