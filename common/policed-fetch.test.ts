@@ -98,17 +98,20 @@ describe('PolicedFetch', () => {
     expect(connects).toEqual([{ hostname: 'metadata.test', address: '169.254.169.254', port: 80 }]);
   });
 
-  it('connects to the first allowed address of a name, and refuses a name with none', async () => {
+  it('tries the allowed addresses of a name in order, skipping refused ones; refuses a name with none', async () => {
     const target = await server('127.0.0.1');
     const port = target.host.split(':')[1];
+    // 127.0.0.2 has nothing on that port: the connection falls through to the next allowed address.
     const resolve: Resolver = async () => [
       { address: '10.9.9.9', family: 4 },
+      { address: '127.0.0.2', family: 4 },
       { address: '127.0.0.1', family: 4 },
     ];
-    expect((await client('127.0.0.1', { resolve }).fetch(`http://two.test:${port}/`)).status).toBe(200);
-    expect(connects.map((c) => c.address)).toEqual(['127.0.0.1']);
+    expect((await client('127.0.0.0/8', { resolve }).fetch(`http://two.test:${port}/`)).status).toBe(200);
+    expect(connects.map((c) => c.address)).toEqual(['127.0.0.2', '127.0.0.1']);
     const e = await failure(client(undefined, { resolve }).fetch(`http://two.test:${port}/`));
     expect(e.message).toContain('two.test (10.9.9.9), a private address');
+    expect(connects).toEqual([]);
   });
 
   it('DNS rebinding: connects only to the address it checked, never to a later answer', async () => {

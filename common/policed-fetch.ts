@@ -71,35 +71,45 @@ export class PolicedFetch {
   constructor(private readonly opts: PolicedFetchOptions) {
     this.resolve = opts.resolve ?? systemResolver;
     const base = buildConnector({ timeout: opts.connectTimeoutMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}) });
+    const port = (options: buildConnector.Options) =>
+      Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
     this.agent = new Agent({
       connect: (options, callback) => {
-        this.pick(options.hostname).then(
-          (address) => {
-            try {
-              const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
-              opts.beforeConnect?.({ hostname: options.hostname, address, port });
-            } catch (e) {
-              return callback(e as Error, null);
-            }
-            // `host` keeps the name, so TLS still sends it as SNI and checks the certificate against it, not the IP.
-            base({ ...options, hostname: address }, callback);
-          },
+        // The allowed addresses in the resolver's order, each tried when the one before fails to connect (an AAAA
+        // answer on a host without IPv6 routes, say), as Node's own happy-eyeballs would, but only among these.
+        const attempt = (addresses: string[], i: number): void => {
+          const address = addresses[i]!;
+          try {
+            opts.beforeConnect?.({ hostname: options.hostname, address, port: port(options) });
+          } catch (e) {
+            return callback(e as Error, null);
+          }
+          // `host` keeps the name, so TLS still sends it as SNI and checks the certificate against it, not the IP.
+          base({ ...options, hostname: address }, (...result) => {
+            if (result[0] && i + 1 < addresses.length) return attempt(addresses, i + 1);
+            callback(...result);
+          });
+        };
+        this.allowed(options.hostname).then(
+          (addresses) => attempt(addresses, 0),
           (e: Error) => callback(e, null),
         );
       },
     });
   }
 
-  /** The first address of `hostname` the policy allows; a LidError naming what was refused when none is. */
-  private async pick(hostname: string): Promise<string> {
+  /** The addresses of `hostname` the policy allows, at least one; else a LidError naming what was refused. */
+  private async allowed(hostname: string): Promise<string[]> {
     const family = net.isIP(hostname);
     const candidates = family ? [{ address: hostname, family }] : await this.resolve(hostname);
+    const allowed: string[] = [];
     let refused: { address: string; kind: AddressKind } | undefined;
     for (const { address } of candidates) {
       const verdict = this.opts.policy.verdict(address);
-      if (verdict.allowed) return address;
-      refused ??= { address, kind: verdict.kind };
+      if (verdict.allowed) allowed.push(address);
+      else refused ??= { address, kind: verdict.kind };
     }
+    if (allowed.length) return allowed;
     if (!refused) throw new LidError('setup_failed', `${hostname} has no address`, { host: hostname });
     const { address, kind } = refused;
     throw new LidError('invalid_spec', refusalText(hostname, address, kind, this.opts.policy), {
