@@ -1,9 +1,11 @@
 // `lid images ...` and `lid sandbox run --image`, through the real command, on a private data directory.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startHostileRegistry, testImage } from '../test/hostile-registry.js';
 import { busyboxLayer, writeOciLayout } from '../test/oci-fixtures.js';
 import { describePrivileged } from '../test/privileged.js';
 
@@ -83,6 +85,40 @@ describePrivileged('lid images', () => {
     expect(bad).toMatchObject({ code: 1, err: 'lid images import: /no/such/file does not exist\n' });
     expect(lid(['images', 'rm', 'nope']).err).toMatch(/no image named nope:latest/);
     expect(lid(['images', 'gc', '--max-size', 'lots']).err).toMatch(/"lots" is not a size/);
+  });
+});
+
+describePrivileged('lid images pull (the operator’s own request)', () => {
+  it('reaches a registry on loopback under the default egress policy, with the login in the auth file', async () => {
+    const image = await testImage();
+    const login = { username: 'operator', password: 'pw' };
+    const registry = await startHostileRegistry(image, { basic: login });
+    const home = path.join(tmp, 'operator-home');
+    const auth = Buffer.from(`${login.username}:${login.password}`).toString('base64');
+    fs.mkdirSync(path.join(home, '.docker'), { recursive: true });
+    fs.writeFileSync(
+      path.join(home, '.docker', 'config.json'),
+      JSON.stringify({ auths: { [registry.host]: { auth } } }),
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, 'pulled'), HOME: home };
+    delete env.LID_ALLOW_PRIVATE_EGRESS;
+    delete env.LID_REGISTRY_HOST_CREDENTIALS;
+    delete env.REGISTRY_AUTH_FILE;
+    delete env.XDG_RUNTIME_DIR;
+    try {
+      // Asynchronous: the registry answers from this very process.
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [lidBin, 'images', 'pull', '--plain-http', `${registry.host}/test/app:v1`],
+        { env, timeout: 120_000 },
+      );
+      expect(stdout).toBe(`${registry.host}/test/app:v1 ${image.manifest.digest}\n`);
+      expect(registry.seen.map((r) => r.authorization)).toContain(
+        `Basic ${Buffer.from('operator:pw').toString('base64')}`,
+      );
+    } finally {
+      await registry.close();
+    }
   });
 });
 

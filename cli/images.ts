@@ -1,7 +1,10 @@
 // `lid images ...`: build, import, pull, list, inspect, remove and collect garbage in the image store under
 // LID_DATA_DIR. Long steps show progress on a terminal only; results go to stdout, one line each (or JSON).
+// `pull` is the operator's own request, not a tenant's: it may reach any address (the operator can anyway) and uses
+// the host's registry logins; the size and time caps of LID_PULL_MAX_BYTES and LID_PULL_TIMEOUT still hold.
 import { Command, InvalidArgumentError } from 'commander';
 import type { LidConfig } from '../common/config.js';
+import { EgressPolicy } from '../common/egress-policy.js';
 import { isLidError } from '../common/errors.js';
 import { parseSize } from '../common/units.js';
 import { buildImage } from '../images/build-image.js';
@@ -89,6 +92,10 @@ export function imagesCommand(config: LidConfig): Command {
     .action((ref: string, opts: { creds?: Credentials; plainHttp?: boolean }) =>
       report('pull', async (p) => {
         const image = await pullImage(ref, open(), {
+          egress: { policy: EgressPolicy.ANY },
+          hostCredentials: 'any',
+          maxBytes: config.pullMaxBytes,
+          timeoutMs: config.pullTimeoutMs,
           creds: opts.creds,
           plainHttp: opts.plainHttp,
           onProgress: p.report,

@@ -2,6 +2,8 @@
 // once into a frozen, typed object that callers pass down. This is the only module that reads process.env; a bad
 // value fails at start with a message naming the variable.
 import { z } from 'zod';
+import { EgressPolicy } from './egress-policy.js';
+import { parseDuration, parseSize } from './units.js';
 
 const positiveInt = z.coerce.number().int().positive();
 const cgroupPath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute cgroup path such as /lid');
@@ -11,6 +13,20 @@ const redisUrl = z
   .refine((s) => URL.canParse(s) && /^rediss?:$/.test(new URL(s).protocol) && new URL(s).hostname !== '', {
     message: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379',
   });
+
+/** A size ("8g") or duration ("10m") in the units the CLI takes, as a positive number. */
+function sizeOrDuration(parse: (text: string) => number) {
+  return z.string().transform((text, ctx) => {
+    try {
+      const value = parse(text);
+      if (value > 0) return value;
+      ctx.addIssue({ code: 'custom', message: 'must be above zero' });
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+    return z.NEVER;
+  });
+}
 
 const TABLE = {
   dataDir: {
@@ -102,6 +118,47 @@ const TABLE = {
     default: undefined,
     schema: z.string().min(16, 'must be at least 16 characters').optional(),
     doc: 'opens the read-only /dashboard to whoever holds it (default: dashboard off; `lid up` makes one)',
+  },
+  // Requests Lid makes for tenants (callbacks, registry pulls for jobs): common/egress-policy.ts says why.
+  egress: {
+    env: 'LID_ALLOW_PRIVATE_EGRESS',
+    default: undefined,
+    schema: z
+      .string()
+      .optional()
+      .transform((text, ctx) => {
+        try {
+          return EgressPolicy.parse(text);
+        } catch (e) {
+          ctx.addIssue({ code: 'custom', message: (e as Error).message });
+          return z.NEVER;
+        }
+      }),
+    doc: 'callbacks and job pulls may also reach: true (private, not metadata) or CIDRs (default: public only)',
+  },
+  registryHostCredentials: {
+    env: 'LID_REGISTRY_HOST_CREDENTIALS',
+    default: undefined,
+    schema: z
+      .string()
+      .optional()
+      .transform((text) => (text ?? '').split(',').flatMap((h) => (h.trim() ? [h.trim().toLowerCase()] : [])))
+      .pipe(
+        z.array(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'must be registry hosts such as quay.io,reg.lan:5000')),
+      ),
+    doc: "registries (host[:port],...) for which job pulls may use the host's registry logins (default: none)",
+  },
+  pullMaxBytes: {
+    env: 'LID_PULL_MAX_BYTES',
+    default: '8g',
+    schema: sizeOrDuration(parseSize),
+    doc: 'largest image (compressed config and layers) a pull downloads',
+  },
+  pullTimeoutMs: {
+    env: 'LID_PULL_TIMEOUT',
+    default: '10m',
+    schema: sizeOrDuration(parseDuration),
+    doc: 'longest an image pull may take, from the first request to the last byte',
   },
   // Trace export, under the standard OpenTelemetry names (read here and passed to the exporter explicitly). With no
   // endpoint nothing is exported; the per-job timeline of GET /v1/jobs/:id/trace is kept in Redis either way.

@@ -1,8 +1,10 @@
 // The checks a job spec gets beyond its schema, which need the tenant or the cluster: the image must be one the
 // workers offer (gateway/image-names.ts) and the limits must fit under the tenant's ceilings (gateway/quota.ts).
 // A batch is checked whole before anything is queued, and each problem names its job ("jobs.3.image").
+// A callbackUrl whose host is an address the egress policy refuses (a literal IP, or localhost) is refused here,
+// where the tenant can fix it; names are checked when the worker resolves them at delivery.
 import type { JobRequest } from '../common/job.js';
-import { invalidRequest } from './api-error.js';
+import { invalidRequest, type Problem } from './api-error.js';
 import type { Services } from './deps.js';
 import { applyCeilings } from './quota.js';
 import type { Tenant } from './tenants.js';
@@ -15,7 +17,21 @@ export async function checkJobs(
   prefixOf: (i: number) => string,
 ): Promise<JobRequest[]> {
   const checkImage = await s.images.checker();
-  const problems = requests.flatMap((r, i) => checkImage(r.image, `${prefixOf(i)}image`) ?? []);
+  const problems = requests.flatMap((r, i) => {
+    const image = checkImage(r.image, `${prefixOf(i)}image`);
+    return [...(image ? [image] : []), ...callbackProblems(s, r.callbackUrl, `${prefixOf(i)}callbackUrl`)];
+  });
   if (problems.length) throw invalidRequest(problems, requests.length === 1 ? 'job' : 'batch');
   return requests.map((r, i) => applyCeilings(r, tenant, prefixOf(i)));
+}
+
+/** A 400 when a batch's own callbackUrl names an address callbacks may not go to. */
+export function checkCallbackUrl(s: Services, url: string | undefined, path: string): void {
+  const problems = callbackProblems(s, url, path);
+  if (problems.length) throw invalidRequest(problems, 'batch');
+}
+
+function callbackProblems(s: Services, url: string | undefined, path: string): Problem[] {
+  const refused = url === undefined ? undefined : s.config.egress.refusedLiteralHost(url);
+  return refused ? [{ path, message: refused }] : [];
 }

@@ -103,7 +103,9 @@ export class ImageStore {
     const hasher = new DigestingStream();
     try {
       const input = source instanceof Uint8Array ? Readable.from([source]) : Readable.from(source);
-      await pipeline(input, hasher, fs.createWriteStream(tmp, { mode: 0o644 }));
+      // Opened now, not by the stream: a source that fails at once would let a late asynchronous open recreate
+      // the file after the cleanup below removed it.
+      await pipeline(input, hasher, fs.createWriteStream(tmp, { fd: fs.openSync(tmp, 'w', 0o644) }));
       const digest = hasher.digest();
       if (expected.digest && digest !== expected.digest) {
         throw new LidError(

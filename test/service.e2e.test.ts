@@ -15,7 +15,15 @@ import { describePrivileged } from './privileged.js';
 const lidBin = new URL('../bin/lid.js', import.meta.url).pathname;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-e2e-'));
 const dataDir = path.join(tmp, 'data');
-const env = { ...process.env, LID_DATA_DIR: dataDir, LID_PORT: '0', LOG_LEVEL: 'warn', LID_SHUTDOWN_GRACE_MS: '1000' };
+// The batch callback's receiver is on loopback, where Lid sends tenants' requests only when the operator allows it.
+const env = {
+  ...process.env,
+  LID_DATA_DIR: dataDir,
+  LID_PORT: '0',
+  LOG_LEVEL: 'warn',
+  LID_SHUTDOWN_GRACE_MS: '1000',
+  LID_ALLOW_PRIVATE_EGRESS: '127.0.0.0/8',
+};
 
 function lid(args: string[], extraEnv: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [lidBin, ...args], {

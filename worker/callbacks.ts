@@ -5,11 +5,18 @@
 // Signature (header Lid-Signature): t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed by the SHA-256
 // (hex) of the tenant's API key -- the receiver computes the same key from the key it holds, and the timestamp
 // lets it refuse replays.
+//
+// The URL is the tenant's: the request goes through the operator's egress policy (no loopback, private or
+// metadata address unless allowed; common/policed-fetch.ts), follows no redirect, and its answer is never read --
+// only the status counts, so a receiver cannot make Lid hold or relay what it sends. A refused address is final:
+// retrying would only ask again.
 import crypto from 'node:crypto';
-import { Queue, Worker } from 'bullmq';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { isLidError } from '../common/errors.js';
 import type { JobRecord } from '../common/job.js';
+import { type EgressOptions, PolicedFetch } from '../common/policed-fetch.js';
 import { QUEUE_PREFIX } from '../common/job-store.js';
 
 export const CALLBACK_QUEUE = 'lid-callbacks';
@@ -34,12 +41,16 @@ interface Delivery {
 export class Callbacks {
   private readonly queue: Queue;
   private readonly worker: Worker;
+  private readonly http: PolicedFetch;
+  private closing: Promise<void> | null = null;
 
   constructor(
     private readonly redis: Redis,
     queueConnection: Redis,
     private readonly log: Logger,
+    egress: EgressOptions,
   ) {
+    this.http = new PolicedFetch({ ...egress, maxRedirects: 0 });
     this.queue = new Queue(CALLBACK_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
     this.worker = new Worker(CALLBACK_QUEUE, (job) => this.deliver(job.data as Delivery, job.attemptsMade + 1), {
       connection: queueConnection,
@@ -47,7 +58,7 @@ export class Callbacks {
       concurrency: 16,
     });
     this.worker.on('failed', (job, err) => {
-      if (job && job.attemptsMade >= ATTEMPTS)
+      if (job && (job.attemptsMade >= ATTEMPTS || err.name === 'UnrecoverableError'))
         this.log.warn({ id: (job.data as Delivery).id, err: err.message }, 'callback given up');
     });
   }
@@ -75,7 +86,7 @@ export class Callbacks {
     const key = stored ? (JSON.parse(stored) as { keyHash?: string }).keyHash : undefined;
     if (!key) throw new Error(`tenant ${tenant} has no key to sign callbacks with`);
     const body = JSON.stringify(payload);
-    const res = await fetch(url, {
+    const res = await this.post(url, {
       method: 'POST',
       body,
       headers: {
@@ -85,13 +96,36 @@ export class Callbacks {
         'lid-delivery-attempt': String(attempt),
       },
       signal: AbortSignal.timeout(TIMEOUT_MS),
-      redirect: 'manual',
     });
+    await res.body?.cancel();
     if (res.status < 200 || res.status > 299) throw new Error(`callback to ${url} answered ${res.status}`);
   }
 
-  async close(): Promise<void> {
-    await this.worker.close();
-    await this.queue.close();
+  /** fetch under the policy; an address the policy refuses ends the delivery for good. */
+  private async post(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.http.fetch(url, init);
+    } catch (e) {
+      if (isLidError(e) && e.details?.refused) throw new UnrecoverableError(`callback to ${url} refused: ${e.message}`);
+      throw e;
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const steps: [string, () => Promise<void>][] = [
+        ['the delivery worker', () => this.worker.close()],
+        ['the queue', () => this.queue.close()],
+        ['the connections', () => this.http.close()],
+      ];
+      for (const [what, step] of steps) {
+        try {
+          await step();
+        } catch (err) {
+          this.log.warn({ err }, `closing callbacks: ${what} failed`);
+        }
+      }
+    })();
+    return this.closing;
   }
 }

@@ -33,7 +33,12 @@ describePrivileged('worker', () => {
   let client: LidQueueClient;
   let worker: RunningWorker | null = null;
   const children: ChildProcess[] = [];
-  const config = loadConfig({ LID_DATA_DIR: dataDir, LID_WORKER_CONCURRENCY: '4', LID_SHUTDOWN_GRACE_MS: '300' });
+  const config = loadConfig({
+    LID_DATA_DIR: dataDir,
+    LID_WORKER_CONCURRENCY: '4',
+    LID_SHUTDOWN_GRACE_MS: '300',
+    LID_ALLOW_PRIVATE_EGRESS: '127.0.0.0/8', // the callback test's receiver is on loopback
+  });
   const start = () =>
     startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }), lockDurationMs: 2000 });
 

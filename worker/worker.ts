@@ -17,7 +17,7 @@ import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
 import { countBatchJobEnded } from './batch-end.js';
 import { Callbacks } from './callbacks.js';
-import { ImageProvider } from './image-provider.js';
+import { ImageProvider, tenantPullOptions } from './image-provider.js';
 import { JobRunner, WorkerStopping } from './job-runner.js';
 import { serveMetrics } from './metrics-server.js';
 import { traceJobs } from './job-trace.js';
@@ -59,7 +59,7 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   const jobs = new JobStore(redis, config.resultTtlSeconds);
   const store = ImageStore.open(config.dataDir);
   const metrics = opts.metrics ?? createMetrics();
-  const images = new ImageProvider(store, metrics);
+  const images = new ImageProvider(store, { pulls: tenantPullOptions(config), metrics });
   metrics.onImageBytes(() => images.storedBytes());
   const runtime = await SandboxRuntime.start({
     cgroupParent: config.cgroupParent,
@@ -135,7 +135,7 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   callbackConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
   activity.watch(queueConnection, 'worker-queue');
   activity.watch(callbackConnection, 'worker-callbacks');
-  const callbacks = new Callbacks(redis, callbackConnection, log);
+  const callbacks = new Callbacks(redis, callbackConnection, log, { policy: config.egress });
   const worker = new Worker(QUEUE_NAME, traceJobs(processJob), {
     connection: queueConnection,
     prefix: QUEUE_PREFIX,

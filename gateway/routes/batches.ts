@@ -8,7 +8,7 @@ import { BATCH_ID, BatchRequestSchema, newBatchId, PageQuerySchema } from '../ap
 import type { BatchRecord } from '../batch-store.js';
 import type { GatewayEnv, Services } from '../deps.js';
 import { idempotencyKey, traceparent } from '../headers.js';
-import { checkJobs } from '../job-checks.js';
+import { checkCallbackUrl, checkJobs } from '../job-checks.js';
 import { parseQuery, parseWith, readJson } from '../parse.js';
 import { Submission } from '../submission.js';
 
@@ -19,6 +19,7 @@ export function batchRoutes(s: Services): Hono<GatewayEnv> {
     const key = idempotencyKey(c);
     const tenant = c.get('tenant');
     const body = parseWith(BatchRequestSchema, await readJson(c), 'batch');
+    checkCallbackUrl(s, body.callbackUrl, 'callbackUrl');
     const requests = await checkJobs(s, tenant, body.jobs, (i) => `jobs.${i}.`);
     const submission = await Submission.reserve(s, tenant, requests, traceparent(c));
     const id = newBatchId();

@@ -4,7 +4,11 @@
 // server at realm for a short-lived token (presenting the credentials there, if any) and sending that instead.
 // Tokens are cached per scope for their lifetime, so a pull of many blobs asks the token server once. Every request
 // to the registry and its token server goes through here, so this is also where network failures get their message.
+// The token server is whatever host the registry names, so its answer is read within a small bound and never
+// quoted in an error: only its status and origin are.
+import { STATUS_CODES } from 'node:http';
 import { LidError, isLidError } from '../../common/errors.js';
+import { type FetchLike, readCapped } from '../../common/policed-fetch.js';
 import type { Credentials } from './credentials.js';
 
 export interface Challenge {
@@ -15,6 +19,7 @@ export interface Challenge {
 }
 
 const TOKEN_CHARS = /[!#$%&'*+.^_`|~0-9A-Za-z-]+/y;
+const MAX_TOKEN_RESPONSE_BYTES = 1 << 20; // tokens are JWTs of a few kB; Google's run to ~2 kB
 
 /**
  * Parses a WWW-Authenticate value (RFC 9110 section 11.6.1): one or more challenges, each a scheme and
@@ -79,7 +84,9 @@ export interface RegistrySessionOptions {
   base: string;
   plainHttp: boolean;
   creds?: Credentials;
-  fetch: typeof fetch;
+  /** What a user without credentials can do about it, for the "needs credentials" error. */
+  credentialsHint: string;
+  fetch: FetchLike;
   signal?: AbortSignal;
 }
 
@@ -94,7 +101,7 @@ export class RegistrySession {
   private readonly tokens = new Map<string, CachedToken>(); // by the scope the caller asked for
   private readonly pendingTokens = new Map<string, Promise<void>>(); // parallel downloads share one token request
 
-  private readonly fetch: typeof fetch;
+  private readonly fetch: FetchLike;
 
   constructor(private readonly opts: RegistrySessionOptions) {
     this.fetch = guardedFetch(opts.fetch, opts.base, opts.plainHttp);
@@ -124,7 +131,12 @@ export class RegistrySession {
       if (first.sent === 'basic') throw this.refused(scope);
       this.useBasic = true;
     } else {
-      const schemes = challenges.map((c) => c.scheme).join(', ') || 'none';
+      // Scheme names are tokens by the grammar, but the registry picks them: show a few, briefly.
+      const schemes =
+        challenges
+          .slice(0, 4)
+          .map((c) => c.scheme.slice(0, 20))
+          .join(', ') || 'none';
       throw new LidError(
         'unsupported',
         `registry ${this.opts.registry} asks for an authentication scheme Lid does not support (${schemes}); Lid speaks Basic and Bearer`,
@@ -165,7 +177,7 @@ export class RegistrySession {
     } catch {
       throw new LidError(
         'setup_failed',
-        `registry ${this.opts.registry} asked for a token but named no usable token server (realm ${JSON.stringify(realm ?? null)})`,
+        `registry ${this.opts.registry} asked for a token but named no usable token server (its realm is not a URL)`,
       );
     }
     if (service) url.searchParams.set('service', service);
@@ -193,16 +205,27 @@ export class RegistrySession {
       await res.body?.cancel();
       throw new LidError(
         'setup_failed',
-        `the token server ${url.origin}${url.pathname} of registry ${this.opts.registry} answered ${res.status} ${res.statusText}`,
+        `the token server ${url.origin} of registry ${this.opts.registry} answered ${statusLine(res.status)}`,
       );
     }
-    const body: unknown = await res.json().catch(() => undefined);
+    const bytes = await readCapped(res, MAX_TOKEN_RESPONSE_BYTES, () => {
+      return new LidError(
+        'setup_failed',
+        `the token server ${url.origin} of registry ${this.opts.registry} sent more than ${MAX_TOKEN_RESPONSE_BYTES} bytes`,
+      );
+    });
+    let body: unknown;
+    try {
+      body = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      body = undefined;
+    }
     const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
     const token = [fields.token, fields.access_token].find((t): t is string => typeof t === 'string' && t !== '');
     if (!token) {
       throw new LidError(
         'setup_failed',
-        `the token server ${url.origin}${url.pathname} of registry ${this.opts.registry} sent no token`,
+        `the token server ${url.origin} of registry ${this.opts.registry} sent no token`,
       );
     }
     // The spec's default lifetime is 60 s, counted from issued_at when the server gives it.
@@ -217,7 +240,7 @@ export class RegistrySession {
   private needsCredentials(scope: string): LidError {
     return new LidError(
       'invalid_spec',
-      `registry ${this.opts.registry} needs credentials to pull ${scopeName(scope)}: pass --creds USER:PASS or log in with skopeo/podman/docker login`,
+      `registry ${this.opts.registry} needs credentials to pull ${scopeName(scope)}: ${this.opts.credentialsHint}`,
       { registry: this.opts.registry },
     );
   }
@@ -233,6 +256,11 @@ export class RegistrySession {
   }
 }
 
+/** "404 Not Found": the status and its standard phrase, never the server's own words. */
+export function statusLine(status: number): string {
+  return `${status} ${STATUS_CODES[status] ?? ''}`.trim();
+}
+
 function basicHeader(creds: Credentials): string {
   return `Basic ${Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64')}`;
 }
@@ -244,13 +272,13 @@ function scopeName(scope: string): string {
 }
 
 /** fetch, with network failures turned into LidErrors that name the registry URL and the cause. */
-function guardedFetch(inner: typeof fetch, base: string, plainHttp: boolean): typeof fetch {
+function guardedFetch(inner: FetchLike, base: string, plainHttp: boolean): FetchLike {
   return async (input, init) => {
     try {
       return await inner(input, init);
     } catch (e) {
       if (isLidError(e) || init?.signal?.aborted) throw e; // a cancelled pull is not a network problem
-      throw networkError(base, String(input instanceof Request ? input.url : input), e, plainHttp);
+      throw networkError(base, String(input), e, plainHttp);
     }
   };
 }

@@ -3,10 +3,18 @@
 // was not checked: manifests against the digest they were asked by (or the digest the registry announces), blobs
 // against their descriptors, the latter by the store as the bytes stream in. The name is written last, so an
 // image is either pulled whole or not named at all.
+//
+// The registry, and whatever hosts it redirects to or names as its token server, may be hostile (a tenant names
+// the image): every connection goes through the caller's egress policy (common/policed-fetch.ts), the whole pull
+// has a deadline and a size cap checked against the manifest before any blob is fetched and against the bytes as
+// they arrive, the host's own registry logins are used only for registries the caller lists, and no error quotes
+// what a server sent beyond its status and the identifiers Lid validated.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { z } from 'zod';
 import { LidError, isLidError } from '../../common/errors.js';
+import { type EgressOptions, PolicedFetch, readCapped } from '../../common/policed-fetch.js';
+import { formatSize } from '../../common/units.js';
 import { sha256 } from '../digest.js';
 import {
   type Descriptor,
@@ -24,12 +32,23 @@ import {
 } from '../oci.js';
 import { formatReference, parseReference } from '../reference.js';
 import type { ImageStore, Progress } from '../store.js';
-import { RegistrySession } from './auth.js';
-import { type AuthFileOptions, type Credentials, findCredentials } from './credentials.js';
+import { RegistrySession, statusLine } from './auth.js';
+import { type AuthFileOptions, type Credentials, findCredentials, isDockerHub } from './credentials.js';
 
 export interface PullOptions {
-  /** Explicit credentials (--creds); otherwise the standard auth files are searched. */
+  /** Where connections may go (every hop: redirects, token servers), and the test hooks around that. */
+  egress: EgressOptions;
+  /** Largest total of the image's config and layer sizes (compressed), checked before and during the download. */
+  maxBytes: number;
+  /** The whole pull must end within this many milliseconds. */
+  timeoutMs: number;
+  /** Explicit credentials (--creds); otherwise the auth files, for the registries `hostCredentials` allows. */
   creds?: Credentials;
+  /**
+   * Registries ("host[:port]") for which the host's auth files may be read, or 'any' (the operator's own pulls).
+   * Default none: an image a tenant names must not be pulled with the operator's logins.
+   */
+  hostCredentials?: 'any' | readonly string[];
   /** Speak http instead of https (--plain-http): for a registry on loopback. */
   plainHttp?: boolean;
   /** Where to look for auth files (tests point this at temporary ones). */
@@ -38,7 +57,6 @@ export interface PullOptions {
   platform?: Platform;
   /** Bytes downloaded across all blobs of the image; called often, the caller decides how to show it. */
   onProgress?: Progress;
-  fetch?: typeof fetch;
   signal?: AbortSignal;
 }
 
@@ -46,23 +64,55 @@ const DOCKER_HUB_HOST = 'registry-1.docker.io';
 const ACCEPT = [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerManifestList, MEDIA.dockerManifest].join(', ');
 const MAX_MANIFEST_BYTES = 4 << 20; // manifests are small; a bigger one is a broken or hostile registry
 const PARALLEL_DOWNLOADS = 3;
+const MAX_REDIRECTS = 5; // registries redirect blobs once, to their storage; more is a loop or a probe
 
 /** Pulls `reference` ("host[:port]/repo[:tag|@digest]") into the store and names it; returns the name and digest. */
 export async function pullImage(
   reference: string,
   store: ImageStore,
-  opts: PullOptions = {},
+  opts: PullOptions,
 ): Promise<{ name: string; manifestDigest: string }> {
   const ref = parseReference(reference);
   const target = registryTarget(ref.registry, ref.repository);
   const name = formatReference(ref);
+  const deadline = AbortSignal.timeout(opts.timeoutMs);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+  const http = new PolicedFetch({ ...opts.egress, maxRedirects: MAX_REDIRECTS });
+  try {
+    return await pullWith(http, store, target, name, ref, { ...opts, signal });
+  } catch (e) {
+    if (deadline.aborted && !opts.signal?.aborted) {
+      throw new LidError(
+        'setup_failed',
+        `pulling ${name} from registry ${target.host} took longer than the ${opts.timeoutMs / 1000} s a pull may take (LID_PULL_TIMEOUT)`,
+        { registry: target.host, timeoutMs: opts.timeoutMs },
+      );
+    }
+    throw e;
+  } finally {
+    await http.close();
+  }
+}
+
+async function pullWith(
+  http: PolicedFetch,
+  store: ImageStore,
+  target: { host: string; repository: string },
+  name: string,
+  ref: ReturnType<typeof parseReference>,
+  opts: PullOptions & { signal: AbortSignal },
+): Promise<{ name: string; manifestDigest: string }> {
   const base = `${opts.plainHttp ? 'http' : 'https'}://${target.host}`;
+  const mayUseLogins = hostCredentialsAllowed(target.host, opts.hostCredentials ?? []);
   const session = new RegistrySession({
     registry: target.host,
-    creds: findCredentials(target.host, { ...opts.authFiles, explicit: opts.creds }),
+    creds: opts.creds ?? (mayUseLogins ? findCredentials(target.host, { ...opts.authFiles }) : undefined),
+    credentialsHint: mayUseLogins
+      ? 'pass --creds USER:PASS or log in with skopeo/podman/docker login'
+      : `Lid pulls images for jobs without the host's registry logins unless the operator lists the registry in LID_REGISTRY_HOST_CREDENTIALS`,
     base,
     plainHttp: opts.plainHttp ?? false,
-    fetch: opts.fetch ?? fetch,
+    fetch: http.fetch,
     signal: opts.signal,
   });
   const repo: Repo = { session, base, host: target.host, repository: target.repository, name };
@@ -84,7 +134,16 @@ export async function pullImage(
   }
   const parsed = decoded.manifest;
 
-  await downloadBlobs(repo, store, [parsed.config, ...parsed.layers], opts);
+  const blobs = [...new Map([parsed.config, ...parsed.layers].map((b) => [b.digest, b])).values()];
+  const total = blobs.reduce((sum, b) => sum + b.size, 0);
+  if (total > opts.maxBytes) {
+    throw new LidError(
+      'invalid_spec',
+      `image ${name} is ${total} bytes compressed, over the limit of ${formatSize(opts.maxBytes)} for a pulled image (LID_PULL_MAX_BYTES)`,
+      { registry: repo.host, bytes: total, maxBytes: opts.maxBytes },
+    );
+  }
+  await downloadBlobs(repo, store, blobs, opts);
   // Manifests go in last and byte for byte: their digest is what names them, and re-serialising would change it.
   if (index) await store.putBlob(index.bytes, { digest: index.digest, size: index.bytes.length });
   await store.putBlob(manifest.bytes, { digest: manifest.digest, size: manifest.bytes.length });
@@ -131,13 +190,14 @@ async function fetchManifest(
     throw new LidError('not_found', `image ${repo.name} not found in registry ${repo.host}`, { registry: repo.host });
   }
   if (!res.ok) throw await httpError(repo, res, `the manifest of ${repo.name}`);
-  const bytes = await readSmallBody(res, Math.min(size ?? MAX_MANIFEST_BYTES, MAX_MANIFEST_BYTES), () => {
+  const bytes = await readCapped(res, Math.min(size ?? MAX_MANIFEST_BYTES, MAX_MANIFEST_BYTES), () => {
     const limit = size === undefined ? `the ${MAX_MANIFEST_BYTES}-byte limit` : `its descriptor's ${size} bytes`;
     return new LidError('invalid_image', `registry ${repo.host} sent a manifest for ${repo.name} larger than ${limit}`);
   });
   const actual = sha256(bytes);
   const announced = res.headers.get('docker-content-digest') ?? undefined;
-  const expected = digest ?? (announced?.startsWith('sha256:') ? announced : undefined);
+  // A header the registry writes: used (and quoted) only when it is a well-formed digest.
+  const expected = digest ?? (announced && /^sha256:[a-f0-9]{64}$/.test(announced) ? announced : undefined);
   if (expected && actual !== expected) {
     throw new LidError(
       'invalid_image',
@@ -151,24 +211,6 @@ async function fetchManifest(
     );
   }
   return { bytes, digest: actual, contentType: res.headers.get('content-type') };
-}
-
-/** Reads a body that must be small, refusing more than `limit` bytes whatever Content-Length claimed (if anything). */
-async function readSmallBody(res: Response, limit: number, tooBig: () => LidError): Promise<Buffer> {
-  if (!res.body) return Buffer.alloc(0);
-  const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      total += chunk.length;
-      if (total > limit) throw tooBig();
-      chunks.push(chunk);
-    }
-  } finally {
-    body.destroy();
-  }
-  return Buffer.concat(chunks);
 }
 
 type Decoded = { kind: 'index'; index: Index } | { kind: 'manifest'; manifest: Manifest };
@@ -200,8 +242,16 @@ function decode(m: FetchedManifest, contentType: string | null, name: string): D
   }
   throw new LidError(
     'unsupported',
-    `image ${name} has a manifest of type ${type || '(none given)'}, which Lid does not pull: it takes OCI and Docker v2 schema 2 images`,
+    `image ${name} has a manifest of type ${shown(type, MEDIA_TYPE) ?? '(none given, or not a media type)'}, which Lid does not pull: it takes OCI and Docker v2 schema 2 images`,
   );
+}
+
+// Fields of a manifest that messages may quote, each only when it has its expected shape: the registry wrote them.
+const MEDIA_TYPE = /^[\w.+-]{1,64}\/[\w.+-]{1,127}$/;
+const PLATFORM_PART = /^[\w.-]{1,32}$/;
+
+function shown(value: string, shape: RegExp): string | undefined {
+  return shape.test(value) ? value : undefined;
 }
 
 function platformText(p: Platform): string {
@@ -209,7 +259,10 @@ function platformText(p: Platform): string {
 }
 
 function noPlatform(name: string, want: Platform, index: Index): LidError {
-  const available = index.manifests.flatMap((m) => (m.platform ? [platformText(m.platform)] : []));
+  const available = index.manifests.flatMap((m) => {
+    const parts = m.platform ? [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean) : [];
+    return parts.length && parts.every((p) => PLATFORM_PART.test(p!)) ? [parts.join('/')] : [];
+  });
   return new LidError(
     'not_found',
     `image ${name} has no variant for ${platformText(want)} (available: ${available.join(', ') || 'none listed'})`,
@@ -217,13 +270,22 @@ function noPlatform(name: string, want: Platform, index: Index): LidError {
   );
 }
 
-/** Downloads the blobs the store lacks, a few at a time; the first failure cancels the others. */
+/**
+ * Downloads the blobs the store lacks, a few at a time; the first failure cancels the others. Each blob stops at
+ * its descriptor's size and all of them at maxBytes, whatever the registry sends.
+ */
 async function downloadBlobs(repo: Repo, store: ImageStore, blobs: Descriptor[], opts: PullOptions): Promise<void> {
-  const missing = [...new Map(blobs.map((b) => [b.digest, b])).values()].filter((b) => !store.hasBlob(b.digest));
+  const missing = blobs.filter((b) => !store.hasBlob(b.digest));
   const total = missing.reduce((sum, b) => sum + b.size, 0);
   let done = 0;
   const report = (bytes: number) => {
     done += bytes;
+    if (done > opts.maxBytes) {
+      throw new LidError(
+        'invalid_image',
+        `registry ${repo.host} sent more than the ${opts.maxBytes} bytes ${repo.name} may have`,
+      );
+    }
     opts.onProgress?.(`pulling ${repo.name}`, done, total);
   };
   const cancel = new AbortController();
@@ -289,25 +351,53 @@ async function downloadBlob(
   }
 }
 
-/** A non-2xx answer as a LidError carrying the registry's own error text (the spec's {errors: [{code, message}]}). */
+// The error codes of the distribution spec: a body's code is quoted only when it is one of these.
+const SPEC_ERROR_CODES = new Set([
+  'BLOB_UNKNOWN',
+  'BLOB_UPLOAD_INVALID',
+  'BLOB_UPLOAD_UNKNOWN',
+  'DIGEST_INVALID',
+  'MANIFEST_BLOB_UNKNOWN',
+  'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN',
+  'NAME_INVALID',
+  'NAME_UNKNOWN',
+  'SIZE_INVALID',
+  'UNAUTHORIZED',
+  'DENIED',
+  'UNSUPPORTED',
+  'TOOMANYREQUESTS',
+]);
+const MAX_ERROR_BODY_BYTES = 64 << 10;
+
+/**
+ * A non-2xx answer as a LidError: the status, and the spec's error codes when the body gives some. The body's
+ * free text is never quoted: the registry (or a host it redirected to) wrote it, and it would reach tenants and logs.
+ */
 async function httpError(repo: Repo, res: Response, what: string): Promise<LidError> {
-  const text = await res.text().catch(() => '');
-  let detail = '';
+  const bytes = await readCapped(res, MAX_ERROR_BODY_BYTES, () => new Error('too big')).catch(() => Buffer.alloc(0));
+  let codes: string[] = [];
   try {
-    const parsed = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
-    detail = (parsed.errors ?? [])
-      .map((e) => [e.code, e.message].filter((x) => typeof x === 'string').join(': '))
-      .join('; ');
+    const parsed = JSON.parse(bytes.toString('utf8')) as { errors?: { code?: unknown }[] };
+    const all = (Array.isArray(parsed.errors) ? parsed.errors : []).map((e) => e?.code);
+    codes = [...new Set(all.filter((c): c is string => typeof c === 'string' && SPEC_ERROR_CODES.has(c)))];
   } catch {
-    detail = text.slice(0, 200).trim();
+    // not the spec's JSON: the status says enough
   }
-  const suffix = detail ? `: ${detail}` : '';
+  const suffix = codes.length ? ` (${codes.join(', ')})` : '';
   if (res.status === 403) {
     return new LidError(
       'invalid_spec',
       `registry ${repo.host} denied access to ${what}${suffix}: check that your credentials may pull ${repo.repository}`,
     );
   }
-  const message = `registry ${repo.host} answered ${res.status} ${res.statusText} for ${what}${suffix}`;
+  const message = `registry ${repo.host} answered ${statusLine(res.status)}${suffix} for ${what}`;
   return new LidError('setup_failed', message, { registry: repo.host, status: res.status });
+}
+
+/** May the host's auth files be read for `host`? Docker Hub answers to several names, any of which may be listed. */
+function hostCredentialsAllowed(host: string, allowed: 'any' | readonly string[]): boolean {
+  if (allowed === 'any') return true;
+  const wanted = host.toLowerCase();
+  return allowed.some((h) => h.toLowerCase() === wanted || (isDockerHub(h) && isDockerHub(wanted)));
 }

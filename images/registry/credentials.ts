@@ -24,6 +24,11 @@ export interface AuthFileOptions {
 // Docker Hub answers under several names, and `docker login` files it under its v1 index URL.
 const DOCKER_HUB = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
 
+/** True for any of the names Docker Hub answers to. */
+export function isDockerHub(host: string): boolean {
+  return DOCKER_HUB.includes(host.toLowerCase());
+}
+
 /** Parses the value of --creds; the password may itself contain colons. */
 export function parseCredsFlag(text: string): Credentials {
   const colon = text.indexOf(':');

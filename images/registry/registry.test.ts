@@ -12,6 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EgressPolicy } from '../../common/egress-policy.js';
 import { isLidError } from '../../common/errors.js';
 import { busyboxLayer, layerTar } from '../../test/oci-fixtures.js';
 import { MEDIA, hostPlatform } from '../oci.js';
@@ -240,9 +241,20 @@ function freshStore(): ImageStore {
   return ImageStore.open(path.join(tmp, `store-${++storeCount}`));
 }
 
-function pull(reference: string, opts: PullOptions = {}) {
+// Pulls as `lid images pull` makes them (the host's logins, here none), except that the registries are on loopback,
+// which a pull may reach only when allowed; the caps are the configuration's defaults.
+const defaults: PullOptions = {
+  egress: { policy: EgressPolicy.parse('127.0.0.0/8') },
+  hostCredentials: 'any',
+  maxBytes: 8 * 1024 ** 3,
+  timeoutMs: 600_000,
+  plainHttp: true,
+  authFiles: noAuthFiles,
+};
+
+function pull(reference: string, opts: Partial<PullOptions> = {}) {
   const store = freshStore();
-  return { store, result: pullImage(reference, store, { plainHttp: true, authFiles: noAuthFiles, ...opts }) };
+  return { store, result: pullImage(reference, store, { ...defaults, ...opts }) };
 }
 
 async function lidError(promise: Promise<unknown>): Promise<{ code: string; message: string }> {
@@ -308,8 +320,7 @@ describe('pullImage from an anonymous registry', () => {
     // A second pull into the same store finds every blob present and downloads nothing.
     const again: number[] = [];
     await pullImage(`${reg.anon}/lid/busybox:v1`, store, {
-      plainHttp: true,
-      authFiles: noAuthFiles,
+      ...defaults,
       onProgress: (_w, d) => again.push(d),
     });
     expect(again).toEqual([]);
