@@ -26,7 +26,7 @@ interface RunFlags extends JobFlags {
   json?: boolean;
 }
 
-export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
+export function buildSpec(flags: RunFlags, argv: string[], config: LidConfig): RunSpecInput {
   if (flags.image && flags.rootfs)
     throw new LidError('invalid_spec', 'give either --rootfs DIR or --image NAME, not both');
   if (!flags.rootfs && !flags.image) {
@@ -41,6 +41,7 @@ export function buildSpec(flags: RunFlags, argv: string[]): RunSpecInput {
   return {
     rootfs: flags.rootfs ?? '/',
     argv,
+    rlimits: { nofile: config.rlimitNofile, stack: config.rlimitStack },
     env: parseEnv(flags.env),
     files: readFiles(flags.file),
     ...(flags.workdir ? { cwd: flags.workdir } : {}),
@@ -104,9 +105,14 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    let spec = buildSpec(flags, argv);
+    let spec = buildSpec(flags, argv, config);
     if (flags.image) ({ spec, release } = await withImage(config, spec, flags.image));
-    runtime = await SandboxRuntime.start({ cgroupParent: config.cgroupParent, mountDir: config.mountDir, threads: 1 });
+    runtime = await SandboxRuntime.start({
+      cgroupParent: config.cgroupParent,
+      mountDir: config.mountDir,
+      sandboxUids: config.sandboxUids,
+      threads: 1,
+    });
     const result = await runtime.run(spec, {
       signal: controller.signal,
       onOutput: flags.json

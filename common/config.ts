@@ -14,6 +14,18 @@ const redisUrl = z
     message: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379',
   });
 
+/** "FIRST-LAST": an inclusive range of host uids, as { first, count }. */
+const uidRange = z
+  .string()
+  .regex(/^\d+-\d+$/, 'must be FIRST-LAST, e.g. 1879048192-2147483647')
+  .transform((text) => {
+    const [first, last] = text.split('-').map(Number) as [number, number];
+    return { first, count: last - first + 1 };
+  })
+  .refine((r) => r.first >= 1 && r.count >= 65536 && r.first + r.count - 1 <= 0xfffffffe, {
+    message: 'must lie within 1-4294967294 and hold at least 65536 uids (one running sandbox needs 65536)',
+  });
+
 /** A size ("8g") or duration ("10m") in the units the CLI takes, as a positive number. */
 function sizeOrDuration(parse: (text: string) => number) {
   return z.string().transform((text, ctx) => {
@@ -52,6 +64,34 @@ const TABLE = {
     default: undefined,
     schema: positiveInt.max(64).optional(),
     doc: 'spawner threads per process (default: CPUs, 2..8)',
+  },
+  sandboxUids: {
+    env: 'LID_SANDBOX_UIDS',
+    default: '1879048192-2147483647',
+    schema: uidRange,
+    doc: 'host uids for sandboxes, FIRST-LAST (65536 per running sandbox; must hold no host account)',
+  },
+  rlimitNofile: {
+    env: 'LID_RLIMIT_NOFILE',
+    default: '4096',
+    schema: z.coerce
+      .number()
+      .int()
+      .min(16)
+      .max(1 << 20),
+    doc: "open files a job's processes may each hold (RLIMIT_NOFILE)",
+  },
+  rlimitStack: {
+    env: 'LID_RLIMIT_STACK',
+    default: '8m',
+    schema: sizeOrDuration(parseSize).pipe(
+      z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .max(1024 ** 3),
+    ),
+    doc: "stack size of a job's processes (RLIMIT_STACK; 64k..1g)",
   },
   redisUrl: {
     env: 'REDIS_URL',

@@ -47,6 +47,8 @@ export class JobRunner {
     private readonly jobs: JobStore,
     private readonly images: ImageProvider,
     private readonly runtime: SandboxRuntime,
+    /** Process limits of every job on this worker (LID_RLIMIT_NOFILE, LID_RLIMIT_STACK). */
+    private readonly rlimits: { nofile: number; stack: number },
   ) {}
 
   private async finish(id: string, change: Partial<JobRecord>): Promise<JobRecord | null> {
@@ -100,6 +102,7 @@ export class JobRunner {
           ...(job.request.stdin !== undefined ? { stdin: job.request.stdin } : {}),
           hostname: 'lid',
           limits: { ...DEFAULT_LIMITS, ...job.request.limits },
+          rlimits: this.rlimits,
         },
         {
           signal,

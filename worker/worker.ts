@@ -62,11 +62,12 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   const images = new ImageProvider(store, { pulls: tenantPullOptions(config), metrics });
   metrics.onImageBytes(() => images.storedBytes());
   const runtime = await SandboxRuntime.start({
+    sandboxUids: config.sandboxUids,
     cgroupParent: config.cgroupParent,
     mountDir: config.mountDir,
     threads: config.sandboxThreads,
   });
-  const runner = new JobRunner(jobs, images, runtime);
+  const runner = new JobRunner(jobs, images, runtime, { nofile: config.rlimitNofile, stack: config.rlimitStack });
   const slots = new TenantSlots(redis);
   const active = new Map<string, AbortController>();
   const concurrency = nodeConcurrency(config);
