@@ -1,7 +1,9 @@
 // The checks a job spec gets beyond its schema, which need the tenant or the cluster: the image must be one the
-// workers offer (gateway/image-names.ts) and the limits must fit under the tenant's ceilings (gateway/quota.ts).
+// workers offer (gateway/image-names.ts) and the limits must fit under the tenant's ceilings and the server's caps
+// (gateway/quota.ts).
 // A batch is checked whole before anything is queued, and each problem names its job ("jobs.3.image").
 import type { JobRequest } from '../common/job.js';
+import { serverCaps } from '../common/limits.js';
 import { invalidRequest } from './api-error.js';
 import type { Services } from './deps.js';
 import { applyCeilings } from './quota.js';
@@ -17,5 +19,6 @@ export async function checkJobs(
   const checkImage = await s.images.checker();
   const problems = requests.flatMap((r, i) => checkImage(r.image, `${prefixOf(i)}image`) ?? []);
   if (problems.length) throw invalidRequest(problems, requests.length === 1 ? 'job' : 'batch');
-  return requests.map((r, i) => applyCeilings(r, tenant, prefixOf(i)));
+  const caps = serverCaps(s.config);
+  return requests.map((r, i) => applyCeilings(r, tenant, caps, prefixOf(i)));
 }

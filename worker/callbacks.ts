@@ -2,13 +2,15 @@
 // exponential backoff until the receiver answers 2xx (or the attempts run out). Deliveries are BullMQ jobs on their
 // own queue (lid-callbacks), so a worker that dies mid-retry leaves them to another worker instead of losing them.
 //
-// Signature (header Lid-Signature): t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed by the SHA-256
-// (hex) of the tenant's API key -- the receiver computes the same key from the key it holds, and the timestamp
-// lets it refuse replays.
+// Signature (header Lid-Signature): t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed by the tenant's
+// callback signing secret (the hex string `lid tenants create` and `lid tenants rotate-signing-secret` print), which
+// derives from a server key outside Redis (common/callback-secret.ts): reading Redis does not let anyone forge a
+// signature. The timestamp lets the receiver refuse replays.
 import crypto from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { currentCallbackSecret } from '../common/callback-secret.js';
 import type { JobRecord } from '../common/job.js';
 import { QUEUE_PREFIX } from '../common/job-store.js';
 
@@ -39,6 +41,8 @@ export class Callbacks {
     private readonly redis: Redis,
     queueConnection: Redis,
     private readonly log: Logger,
+    /** The server key tenants' signing secrets derive from. */
+    private readonly signingKey: Buffer,
   ) {
     this.queue = new Queue(CALLBACK_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
     this.worker = new Worker(CALLBACK_QUEUE, (job) => this.deliver(job.data as Delivery, job.attemptsMade + 1), {
@@ -71,9 +75,8 @@ export class Callbacks {
   }
 
   private async deliver({ url, tenant, id, body: payload }: Delivery, attempt: number): Promise<void> {
-    const stored = await this.redis.get(`lid:tenant:${tenant}`);
-    const key = stored ? (JSON.parse(stored) as { keyHash?: string }).keyHash : undefined;
-    if (!key) throw new Error(`tenant ${tenant} has no key to sign callbacks with`);
+    const key = await currentCallbackSecret(this.redis, this.signingKey, tenant);
+    if (!key) throw new Error(`tenant ${tenant} does not exist: no secret to sign callbacks with`);
     const body = JSON.stringify(payload);
     const res = await fetch(url, {
       method: 'POST',
