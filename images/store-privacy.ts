@@ -23,7 +23,8 @@ export function makeStorePrivate(dataDir: string, layout: StoreLayout): void {
   privateDataDir(dataDir, path.basename(layout.root));
   for (const dir of layout.privateDirs) ensureDirMode(dir, PRIVATE_DIR_MODE);
   if (fs.existsSync(layout.privateMarker)) return;
-  for (const layer of fs.readdirSync(layout.layersDir)) stripPrivilegeBits(path.join(layout.layersDir, layer));
+  for (const layer of fs.readdirSync(layout.layersDir, { withFileTypes: true }))
+    if (layer.isDirectory()) stripPrivilegeBits(path.join(layout.layersDir, layer.name));
   fs.writeFileSync(layout.privateMarker, `layers swept of setuid/setgid bits at ${new Date().toISOString()}\n`);
 }
 
