@@ -1,8 +1,15 @@
-// `lid tenants ...`: create, list, update and revoke tenants in the Redis of REDIS_URL (or the embedded one of
-// LID_DATA_DIR). Output is JSON on stdout; `create` prints the API key, the only time anyone sees it.
+// `lid tenants ...`: create, list, update and revoke tenants and rotate their callback signing secrets, in the Redis of
+// REDIS_URL (or the embedded one of LID_DATA_DIR). Output is JSON on stdout; `create` prints the API key and the
+// signing secret, the only time anyone sees them (`rotate-signing-secret` prints a new secret, once).
+//
+// A ceiling asked for above this server's cap (LID_CAP_*) is refused, naming the flag: the tenant could never use
+// it. Caps are configuration and may change later, so this is a courtesy check against the caps `lid` sees here;
+// what holds is the gateway's and the workers' min(tenant ceiling, their own cap) at each job.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
-import { isLidError } from '../common/errors.js';
+import { isLidError, LidError } from '../common/errors.js';
+import { CAP_VARIABLES, type LimitField, type LimitValues, serverCaps } from '../common/limits.js';
 import { connectRedis, redisUrl } from '../common/redis.js';
 import { formatSize, parseDuration, parseSize } from '../common/units.js';
 import { TENANT_DEFAULTS, type TenantSettings, TenantStore } from '../gateway/tenants.js';
@@ -34,6 +41,10 @@ interface SettingsFlags {
   maxQueued?: number;
   maxTimeout?: number;
   maxMemory?: number;
+  maxCpus?: number;
+  maxPids?: number;
+  maxOutput?: number;
+  maxDisk?: number;
 }
 
 const CREATE_DEFAULTS: Record<keyof SettingsFlags, string> = {
@@ -42,7 +53,33 @@ const CREATE_DEFAULTS: Record<keyof SettingsFlags, string> = {
   maxQueued: String(TENANT_DEFAULTS.maxQueued),
   maxTimeout: `${TENANT_DEFAULTS.maxTimeoutMs / 1000}s`,
   maxMemory: formatSize(TENANT_DEFAULTS.maxMemoryBytes),
+  maxCpus: String(TENANT_DEFAULTS.maxCpus),
+  maxPids: String(TENANT_DEFAULTS.maxPids),
+  maxOutput: formatSize(TENANT_DEFAULTS.maxOutputBytes),
+  maxDisk: formatSize(TENANT_DEFAULTS.maxDiskBytes),
 };
+
+/** Each ceiling flag: the job limit it bounds, and how to show a value the way the flag takes it. */
+const CEILING_FLAGS = {
+  maxTimeout: { flag: '--max-timeout', limit: 'timeoutMs', show: (ms: number) => `${ms / 1000}s` },
+  maxMemory: { flag: '--max-memory', limit: 'memoryBytes', show: formatSize },
+  maxCpus: { flag: '--max-cpus', limit: 'cpus', show: String },
+  maxPids: { flag: '--max-pids', limit: 'pids', show: String },
+  maxOutput: { flag: '--max-output', limit: 'outputBytes', show: formatSize },
+  maxDisk: { flag: '--max-disk', limit: 'diskBytes', show: formatSize },
+} as const satisfies Partial<Record<keyof SettingsFlags, { flag: string; limit: LimitField; show: unknown }>>;
+
+/** Refuses ceilings above this server's caps, naming the flag, the cap and the variable that sets it. */
+function checkAgainstCaps(flags: SettingsFlags, caps: LimitValues): void {
+  const over = Object.entries(CEILING_FLAGS).flatMap(([key, { flag, limit, show }]) => {
+    const value = flags[key as keyof typeof CEILING_FLAGS];
+    return value !== undefined && value > caps[limit]
+      ? [`${flag} ${show(value)} is above this server's cap of ${show(caps[limit])} (${CAP_VARIABLES[limit]})`]
+      : [];
+  });
+  if (over.length)
+    throw new LidError('invalid_spec', `${over.join('; ')}: ask for less, or raise the cap and restart Lid first`);
+}
 
 /** The settings flags, shared by create (left out: the default) and update (left out: unchanged). */
 function withSettingsFlags(command: Command, defaults: typeof CREATE_DEFAULTS | null): Command {
@@ -57,7 +94,13 @@ function withSettingsFlags(command: Command, defaults: typeof CREATE_DEFAULTS | 
     .addOption(
       flag('--max-timeout <duration>', 'largest timeout a job may ask for', 'maxTimeout', asOption(parseDuration)),
     )
-    .addOption(flag('--max-memory <size>', 'largest memory a job may ask for', 'maxMemory', asOption(parseSize)));
+    .addOption(flag('--max-memory <size>', 'largest memory a job may ask for', 'maxMemory', asOption(parseSize)))
+    .addOption(flag('--max-cpus <n>', 'most CPUs a job may ask for', 'maxCpus', positive(false)))
+    .addOption(flag('--max-pids <n>', 'most processes a job may ask for', 'maxPids', positive(true)))
+    .addOption(
+      flag('--max-output <size>', 'most output per stream a job may ask for', 'maxOutput', asOption(parseSize)),
+    )
+    .addOption(flag('--max-disk <size>', 'largest writable disk a job may ask for', 'maxDisk', asOption(parseSize)));
 }
 
 const settingsOf = (flags: SettingsFlags): Partial<TenantSettings> => ({
@@ -66,22 +109,33 @@ const settingsOf = (flags: SettingsFlags): Partial<TenantSettings> => ({
   maxQueued: flags.maxQueued,
   maxTimeoutMs: flags.maxTimeout,
   maxMemoryBytes: flags.maxMemory,
+  maxCpus: flags.maxCpus,
+  maxPids: flags.maxPids,
+  maxOutputBytes: flags.maxOutput,
+  maxDiskBytes: flags.maxDisk,
 });
 
 const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 
 export function tenantsCommand(config: LidConfig): Command {
   /** Runs one subcommand on its own connection, closed at the end; LidErrors become "lid tenants x: message". */
-  const withStore = async (what: string, body: (store: TenantStore) => Promise<void>): Promise<void> => {
-    const redis = connectRedis(await redisUrl(config), 'cli');
+  const withStore = async (
+    what: string,
+    body: (store: TenantStore) => Promise<void>,
+    opts: { signing?: boolean } = {},
+  ): Promise<void> => {
+    let redis: ReturnType<typeof connectRedis> | null = null;
     try {
-      await body(new TenantStore(redis));
+      // The server key first: a missing or unsafe key file is reported before anything changes in Redis.
+      const signingKey = opts.signing ? loadSigningKey(config) : undefined;
+      redis = connectRedis(await redisUrl(config), 'cli');
+      await body(new TenantStore(redis, { signingKey }));
     } catch (e) {
       if (!isLidError(e)) throw e;
       process.stderr.write(`lid tenants ${what}: ${e.message}\n`);
       process.exitCode = 1;
     } finally {
-      await redis.quit();
+      await redis?.quit();
     }
   };
 
@@ -90,11 +144,20 @@ export function tenantsCommand(config: LidConfig): Command {
   withSettingsFlags(
     tenants
       .command('create')
-      .description('create a tenant and print {"tenant", "apiKey"}: the key is shown only this once')
+      .description(
+        'create a tenant and print {"tenant", "apiKey", "signingSecret"}: the key and the secret are shown only this once',
+      )
       .argument('<name>', 'lowercase letters, digits and -, at most 63'),
     CREATE_DEFAULTS,
   ).action((name: string, flags: SettingsFlags) =>
-    withStore('create', async (store) => print(await store.create(name, settingsOf(flags)))),
+    withStore(
+      'create',
+      async (store) => {
+        checkAgainstCaps(flags, serverCaps(config));
+        print(await store.create(name, settingsOf(flags)));
+      },
+      { signing: true },
+    ),
   );
 
   tenants
@@ -106,7 +169,10 @@ export function tenantsCommand(config: LidConfig): Command {
     tenants.command('update').description('change some of a tenant’s settings').argument('<name>'),
     null,
   ).action((name: string, flags: SettingsFlags) =>
-    withStore('update', async (store) => print(await store.update(name, settingsOf(flags)))),
+    withStore('update', async (store) => {
+      checkAgainstCaps(flags, serverCaps(config));
+      print(await store.update(name, settingsOf(flags)));
+    }),
   );
 
   tenants
@@ -114,6 +180,19 @@ export function tenantsCommand(config: LidConfig): Command {
     .description('revoke a tenant’s API key: it stops working at once')
     .argument('<name>')
     .action((name: string) => withStore('revoke', async (store) => print(await store.revoke(name))));
+
+  tenants
+    .command('rotate-signing-secret')
+    .description(
+      'replace a tenant’s callback signing secret and print {"tenant", "signingSecret"}: the old one stops ' +
+        'verifying at once, and the new one is shown only this once',
+    )
+    .argument('<name>')
+    .action((name: string) =>
+      withStore('rotate-signing-secret', async (store) => print(await store.rotateSigningSecret(name)), {
+        signing: true,
+      }),
+    );
 
   return tenants;
 }

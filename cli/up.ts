@@ -7,6 +7,7 @@ import type { LidConfig } from '../common/config.js';
 import { DEV_TENANT, readDevKey, saveDevKey } from '../common/dev-tenant.js';
 import { ensureEmbeddedRedis, stopEmbeddedRedis } from '../common/embedded-redis.js';
 import { isLidError } from '../common/errors.js';
+import { serverCaps } from '../common/limits.js';
 import { createLogger } from '../common/logger.js';
 import { createMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
@@ -40,10 +41,23 @@ async function buildMissingImages(config: LidConfig): Promise<void> {
 
 /** The development tenant's key: the one kept under LID_DATA_DIR, or a new tenant when none exists at all. */
 /**
- * The development tenant may use the whole machine: as many jobs at once as the worker runs, and a request rate
- * that never stands between a developer (or the load test) and the service.
+ * The development tenant may use the whole machine: as many jobs at once as the worker runs, a request rate that
+ * never stands between a developer (or the load test) and the service, and job limits up to the server's caps.
  */
-const DEV_SETTINGS = { concurrency: 64, ratePerSec: 5000, maxQueued: 100_000 };
+function devSettings(config: LidConfig) {
+  const caps = serverCaps(config);
+  return {
+    concurrency: 64,
+    ratePerSec: 5000,
+    maxQueued: 100_000,
+    maxTimeoutMs: caps.timeoutMs,
+    maxMemoryBytes: caps.memoryBytes,
+    maxCpus: caps.cpus,
+    maxPids: caps.pids,
+    maxOutputBytes: caps.outputBytes,
+    maxDiskBytes: caps.diskBytes,
+  };
+}
 
 async function devKey(config: LidConfig, url: string): Promise<string | null> {
   const redis = connectRedis(url, 'up');
@@ -52,7 +66,7 @@ async function devKey(config: LidConfig, url: string): Promise<string | null> {
     const saved = readDevKey(config);
     if (saved && (await tenants.authenticate(saved.apiKey))) return saved.apiKey;
     if ((await tenants.list()).length > 0) return null;
-    const { apiKey } = await tenants.create(DEV_TENANT, DEV_SETTINGS);
+    const { apiKey } = await tenants.create(DEV_TENANT, devSettings(config));
     saveDevKey(config, DEV_TENANT, apiKey);
     return apiKey;
   } finally {

@@ -3,7 +3,8 @@
 // value fails at start with a message naming the variable.
 import { z } from 'zod';
 import { EgressPolicy } from './egress-policy.js';
-import { parseDuration, parseSize } from './units.js';
+import { LIMIT_BOUNDS } from './run-spec.js';
+import { formatSize, parseDuration, parseSize } from './units.js';
 
 const positiveInt = z.coerce.number().int().positive();
 const cgroupPath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute cgroup path such as /lid');
@@ -39,6 +40,28 @@ function sizeOrDuration(parse: (text: string) => number) {
     return z.NEVER;
   });
 }
+// A size ("16g") or duration ("60m") read the way the CLI reads them, then held to the limit's own bounds.
+const unitsWithin = (
+  parse: (text: string) => number,
+  [min, max]: readonly [number, number],
+  show: (n: number) => string = String,
+) =>
+  z.string().transform((text, ctx) => {
+    let value: number;
+    try {
+      value = parse(text);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+    if (value < min || value > max) {
+      ctx.addIssue({ code: 'custom', message: `must be between ${show(min)} and ${show(max)}` });
+      return z.NEVER;
+    }
+    return value;
+  });
+const capSize = (name: 'memoryBytes' | 'outputBytes' | 'diskBytes') =>
+  unitsWithin(parseSize, LIMIT_BOUNDS[name], formatSize);
 
 const TABLE = {
   dataDir: {
@@ -199,6 +222,51 @@ const TABLE = {
     default: '10m',
     schema: sizeOrDuration(parseDuration),
     doc: 'longest an image pull may take, from the first request to the last byte',
+  },
+  // Server-wide caps on what any job may have, whatever its tenant's ceilings say (the lower of the two applies).
+  // The gateway refuses a job above them and the workers refuse it again, since queue-driven producers skip the
+  // gateway: give every gateway and worker the same values. The defaults suit one shared machine.
+  capTimeoutMs: {
+    env: 'LID_CAP_TIMEOUT',
+    default: '60m',
+    schema: unitsWithin(parseDuration, LIMIT_BOUNDS.timeoutMs),
+    doc: 'largest timeout any job may have, e.g. 60m (a duration: ms, s or m)',
+  },
+  capMemoryBytes: {
+    env: 'LID_CAP_MEMORY',
+    default: '16g',
+    schema: capSize('memoryBytes'),
+    doc: 'largest memory limit any job may have, e.g. 16g',
+  },
+  capCpus: {
+    env: 'LID_CAP_CPUS',
+    default: undefined,
+    schema: z.coerce.number().min(LIMIT_BOUNDS.cpus[0]).max(LIMIT_BOUNDS.cpus[1]).optional(),
+    doc: "most CPUs any job may have (default: this machine's CPU count)",
+  },
+  capPids: {
+    env: 'LID_CAP_PIDS',
+    default: '4096',
+    schema: z.coerce.number().int().min(LIMIT_BOUNDS.pids[0]).max(LIMIT_BOUNDS.pids[1]),
+    doc: 'most processes and threads any job may have at once',
+  },
+  capOutputBytes: {
+    env: 'LID_CAP_OUTPUT',
+    default: '64m',
+    schema: capSize('outputBytes'),
+    doc: 'most output any job may keep per stream (stdout, stderr): held in worker memory and in Redis',
+  },
+  capDiskBytes: {
+    env: 'LID_CAP_DISK',
+    default: '16g',
+    schema: capSize('diskBytes'),
+    doc: 'largest writable layer any job may have',
+  },
+  signingKeyFile: {
+    env: 'LID_SIGNING_KEY_FILE',
+    default: undefined,
+    schema: z.string().startsWith('/', 'must be an absolute path').optional(),
+    doc: 'callback signing key file, the same on every node (default: LID_DATA_DIR/secrets/signing-key)',
   },
   // Trace export, under the standard OpenTelemetry names (read here and passed to the exporter explicitly). With no
   // endpoint nothing is exported; the per-job timeline of GET /v1/jobs/:id/trace is kept in Redis either way.

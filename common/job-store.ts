@@ -1,6 +1,7 @@
 // Where jobs live in Redis, shared by the gateway (which creates and reads them) and the workers (which run them):
 //   lid:job:<id>          the JobRecord as JSON
-//   lid:job:<id>:events   a stream of what happened: state changes, output chunks, the final record
+//   lid:job:<id>:events   a stream of what happened: state changes, output chunks, the final record (stored as a
+//                         mark that readEvents fills from lid:job:<id>, so the output it holds is kept once)
 //   lid:idem:<tenant>:<k> Idempotency-Key -> job id
 //   lid:cancel            pub/sub channel: ids of jobs to cancel now
 //   lid:final             pub/sub channel: ids of jobs that just ended
@@ -61,19 +62,37 @@ export class JobStore {
     }
   }
 
+  /**
+   * Appends an event. A final event is written without its record, which is already stored under lid:job:<id> by
+   * then (records are final before their final event, and never change after): a record can carry megabytes of
+   * output, and a second copy in the stream would double what Redis keeps of every finished job.
+   */
   async emit(id: string, event: JobEvent): Promise<void> {
     const key = eventsKey(id);
-    const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', JSON.stringify(event));
+    const stored = event.type === 'final' ? '{"type":"final"}' : JSON.stringify(event);
+    const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', stored);
     if (event.type === 'final') tx.expire(key, this.resultTtlSeconds).publish(FINAL_CHANNEL, id);
     await tx.exec();
   }
 
-  /** Reads events after `from` ('0' for all), waiting up to blockMs for new ones (needs its own connection). */
+  /**
+   * Reads events after `from` ('0' for all), waiting up to blockMs for new ones (needs its own connection). A final
+   * event comes with the job's record; if the record has expired meanwhile, the final event is left out.
+   */
   async readEvents(id: string, from: string, blockMs: number): Promise<{ id: string; event: JobEvent }[]> {
     const res = (await this.redis.xread('COUNT', 500, 'BLOCK', blockMs, 'STREAMS', eventsKey(id), from)) as
       [string, [string, string[]][]][] | null;
     if (!res) return [];
-    return res[0]![1].map(([entryId, fields]) => ({ id: entryId, event: JSON.parse(fields[1]!) as JobEvent }));
+    const entries: { id: string; event: JobEvent }[] = [];
+    for (const [entryId, fields] of res[0]![1]) {
+      const event = JSON.parse(fields[1]!) as JobEvent | { type: 'final'; record?: undefined };
+      if (event.type !== 'final' || event.record) entries.push({ id: entryId, event: event as JobEvent });
+      else {
+        const record = await this.get(id);
+        if (record) entries.push({ id: entryId, event: { type: 'final', record } });
+      }
+    }
+    return entries;
   }
 
   async requestCancel(id: string): Promise<void> {

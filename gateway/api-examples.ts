@@ -45,7 +45,12 @@ export const API_EXAMPLES = {
       code: 'invalid_spec',
       message: "limits.timeoutMs 120000 is above this tenant's ceiling of 60000",
       details: [
-        { path: 'limits.timeoutMs', message: "limits.timeoutMs 120000 is above this tenant's ceiling of 60000" },
+        {
+          path: 'limits.timeoutMs',
+          message: "limits.timeoutMs 120000 is above this tenant's ceiling of 60000",
+          asked: 120000,
+          ceiling: 60000,
+        },
       ],
     },
   },

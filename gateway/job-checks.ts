@@ -1,9 +1,11 @@
 // The checks a job spec gets beyond its schema, which need the tenant or the cluster: the image must be one the
-// workers offer (gateway/image-names.ts) and the limits must fit under the tenant's ceilings (gateway/quota.ts).
+// workers offer (gateway/image-names.ts) and the limits must fit under the tenant's ceilings and the server's caps
+// (gateway/quota.ts).
 // A batch is checked whole before anything is queued, and each problem names its job ("jobs.3.image").
 // A callbackUrl whose host is an address the egress policy refuses (a literal IP, or localhost) is refused here,
 // where the tenant can fix it; names are checked when the worker resolves them at delivery.
 import type { JobRequest } from '../common/job.js';
+import { serverCaps } from '../common/limits.js';
 import { invalidRequest, type Problem } from './api-error.js';
 import type { Services } from './deps.js';
 import { applyCeilings } from './quota.js';
@@ -22,7 +24,8 @@ export async function checkJobs(
     return [...(image ? [image] : []), ...callbackProblems(s, r.callbackUrl, `${prefixOf(i)}callbackUrl`)];
   });
   if (problems.length) throw invalidRequest(problems, requests.length === 1 ? 'job' : 'batch');
-  return requests.map((r, i) => applyCeilings(r, tenant, prefixOf(i)));
+  const caps = serverCaps(s.config);
+  return requests.map((r, i) => applyCeilings(r, tenant, caps, prefixOf(i)));
 }
 
 /** A 400 when a batch's own callbackUrl names an address callbacks may not go to. */

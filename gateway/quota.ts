@@ -4,11 +4,12 @@
 //   max queued the counter lid:tenant:<t>:queued of the tenant's jobs waiting in the queue: INCR at submit, DECR when
 //              refused; a worker DECRs it when the job first leaves the queue, guarded by lid:job:<id>:dequeued
 //              (SET NX) so a job is never counted out twice; the gateway uses the same guard when it cancels one
-//   ceilings   limits a job may ask for (timeout, memory), a 400 naming the field
+//   ceilings   limits a job may ask for: each of the six under min(the tenant's ceiling, the server's cap), a 400
+//              naming the field and the ceiling (common/limits.ts holds the rule the workers apply too)
 import type { Redis } from 'ioredis';
 import type { JobRequest } from '../common/job.js';
-import { DEFAULT_LIMITS } from '../common/run-spec.js';
-import { ApiError, type Problem } from './api-error.js';
+import { capCeilings, fitLimits, type LimitValues, lowerOf, tenantCeilings } from '../common/limits.js';
+import { ApiError } from './api-error.js';
 import type { Tenant } from './tenants.js';
 
 export const queuedKey = (tenant: string) => `lid:tenant:${tenant}:queued`;
@@ -93,24 +94,26 @@ export class Quota {
   }
 }
 
+/** The tenant's six ceilings as limit values. */
+export function ceilingsOfTenant(tenant: Tenant): LimitValues {
+  return {
+    timeoutMs: tenant.maxTimeoutMs,
+    memoryBytes: tenant.maxMemoryBytes,
+    cpus: tenant.maxCpus,
+    pids: tenant.maxPids,
+    outputBytes: tenant.maxOutputBytes,
+    diskBytes: tenant.maxDiskBytes,
+  };
+}
+
 /**
- * Holds a job to the tenant's ceilings. A limit the job asks for above a ceiling is a 400 naming the field; a limit
- * it leaves out whose default is above the ceiling is set to the ceiling, so that a job that asks for nothing still
- * runs within what its tenant may use. `prefix` names the job inside a batch ("jobs.3.").
+ * Holds a job to min(tenant's ceiling, server's cap) for each limit. A limit the job asks for above it is a 400
+ * naming the field and the ceiling; a limit it leaves out whose default is above it is set to it, so that a job that
+ * asks for nothing still runs within what its tenant may use. `prefix` names the job inside a batch ("jobs.3.").
  */
-export function applyCeilings(request: JobRequest, tenant: Tenant, prefix = ''): JobRequest {
-  const ceilings = { timeoutMs: tenant.maxTimeoutMs, memoryBytes: tenant.maxMemoryBytes } as const;
-  const limits = { ...request.limits };
-  const problems: Problem[] = [];
-  for (const [field, ceiling] of Object.entries(ceilings) as [keyof typeof ceilings, number][]) {
-    const asked = limits[field];
-    if (asked === undefined) {
-      if (DEFAULT_LIMITS[field] > ceiling) limits[field] = ceiling;
-    } else if (asked > ceiling) {
-      const path = `${prefix}limits.${field}`;
-      problems.push({ path, message: `${path} ${asked} is above this tenant's ceiling of ${ceiling}` });
-    }
-  }
+export function applyCeilings(request: JobRequest, tenant: Tenant, caps: LimitValues, prefix = ''): JobRequest {
+  const ceilings = lowerOf(tenantCeilings(ceilingsOfTenant(tenant)), capCeilings(caps, 'server'));
+  const { limits, problems } = fitLimits(request.limits, ceilings, prefix);
   if (problems.length) throw new ApiError('invalid_spec', problems.map((p) => p.message).join('; '), problems);
   return { ...request, limits };
 }

@@ -23,7 +23,13 @@ afterAll(async () => {
 it('creates a tenant with the defaults and a key that is stored only as its SHA-256', async () => {
   const { tenant, apiKey } = await store.create('acme');
   expect(apiKey).toMatch(/^lid_[A-Za-z0-9_-]{43}$/);
-  expect(tenant).toEqual({ name: 'acme', ...TENANT_DEFAULTS, createdAt: expect.any(String), revokedAt: null });
+  expect(tenant).toEqual({
+    name: 'acme',
+    ...TENANT_DEFAULTS,
+    createdAt: expect.any(String),
+    revokedAt: null,
+    signingVersion: 1,
+  });
   const hash = crypto.createHash('sha256').update(apiKey).digest('hex');
   expect(await redis.get(`lid:apikey:${hash}`)).toBe('acme');
   for (const key of await redis.keys('*')) {
@@ -78,4 +84,17 @@ it('revokes a key: it stops working at once, the tenant and its settings stay', 
   expect(await store.authenticate(apiKey)).toBeNull();
   expect((await store.get('leaving'))?.revokedAt).toBe(revoked.revokedAt);
   expect((await store.revoke('leaving')).revokedAt).toBe(revoked.revokedAt); // idempotent
+});
+
+it('reads a record written before the newer ceilings and signing secrets existed with today’s defaults', async () => {
+  const old = { name: 'elder', concurrency: 2, ratePerSec: 9, maxQueued: 10, maxTimeoutMs: 5000 };
+  await redis.set('lid:tenant:elder', JSON.stringify({ ...old, createdAt: 'then', revokedAt: null, keyHash: 'h' }));
+  expect(await store.get('elder')).toEqual({
+    ...TENANT_DEFAULTS,
+    ...old,
+    createdAt: 'then',
+    revokedAt: null,
+    signingVersion: 0,
+  });
+  expect(await store.update('elder', { maxPids: 32 })).toMatchObject({ maxPids: 32, maxCpus: TENANT_DEFAULTS.maxCpus });
 });

@@ -6,6 +6,8 @@
 //   images/leases/<instance>.json  layers a live process is using (GC never deletes those)
 //   images/tmp/<instance>-<n>      partial downloads and unpacks; swept once their process is gone
 //   images/locks/                  lock files (proper-lockfile) for the refs and for each layer's unpack
+//   images/.private-v1             marks a store whose layers were swept of setuid/setgid bits (store-privacy.ts)
+// images/ and every directory above a layer's own are 0700 root (store-privacy.ts says why).
 import path from 'node:path';
 import { digestHex } from './digest.js';
 
@@ -46,5 +48,15 @@ export class StoreLayout {
   }
   get refsLock(): string {
     return path.join(this.locksDir, 'refs');
+  }
+  /** The store's own directories below images/, parents first: each one 0700. */
+  get privateDirs(): string[] {
+    const { root } = this;
+    const blobs = path.join(root, 'blobs');
+    const layers = path.join(root, 'layers');
+    return [blobs, this.blobsDir, layers, this.layersDir, this.tmpDir, this.locksDir, this.leasesDir];
+  }
+  get privateMarker(): string {
+    return path.join(this.root, '.private-v1');
   }
 }

@@ -17,6 +17,7 @@ import { Leases } from './leases.js';
 import { type ImageConfig, ImageConfigSchema, type Manifest, ManifestSchema, parseJson } from './oci.js';
 import { normalizeName } from './reference.js';
 import { StoreLayout } from './store-layout.js';
+import { makeStorePrivate } from './store-privacy.js';
 import { unpackLayer } from './unpack.js';
 
 export interface ResolvedImage {
@@ -47,9 +48,7 @@ export class ImageStore {
   private constructor(dataDir: string) {
     this.layout = new StoreLayout(dataDir);
     this.leases = new Leases(this.layout);
-    const l = this.layout;
-    for (const dir of [l.blobsDir, l.layersDir, l.tmpDir, l.locksDir, l.leasesDir])
-      fs.mkdirSync(dir, { recursive: true });
+    makeStorePrivate(dataDir, this.layout); // makes the directories, 0700, and fixes an older store's modes
     this.sweepTemporaries();
   }
 

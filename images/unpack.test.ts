@@ -90,6 +90,8 @@ describePrivileged('unpackLayer', () => {
     { name: 'usr/', type: 'directory', mode: 0o755 },
     { name: 'usr/bin/', type: 'directory', mode: 0o751, uid: 1000, gid: 1001 },
     { name: 'usr/bin/su-like', mode: 0o4755, uid: 1000, gid: 1000, body: 'setuid\n' },
+    { name: 'usr/bin/sg-like', mode: 0o2711, body: 'setgid\n' },
+    { name: 'var/local/', type: 'directory', mode: 0o2775, gid: 50 },
     { name: 'usr/bin/python3.11', mode: 0o755, body: bigBody },
     { name: 'usr/bin/python3', type: 'symlink', linkname: '/usr/bin/python3.11' },
     { name: 'usr/bin/py', type: 'symlink', linkname: 'python3.11', uid: 7, gid: 8 },
@@ -114,7 +116,11 @@ describePrivileged('unpackLayer', () => {
 
     const at = (p: string) => fs.lstatSync(path.join(dest, p));
     expect(at('').mode & 0o7777).toBe(0o755);
-    expect(at('usr/bin/su-like')).toMatchObject({ mode: 0o104755, uid: 1000, gid: 1000, mtimeMs: MTIME.getTime() });
+    // Setuid and setgid files lose those bits (a host user must never find a tenant's setuid-root program); a
+    // setgid directory keeps its bit, which grants nothing.
+    expect(at('usr/bin/su-like')).toMatchObject({ mode: 0o100755, uid: 1000, gid: 1000, mtimeMs: MTIME.getTime() });
+    expect(at('usr/bin/sg-like').mode).toBe(0o100711);
+    expect(at('var/local')).toMatchObject({ mode: 0o42775, gid: 50 });
     expect(at('usr/bin').mode & 0o7777).toBe(0o751);
     expect(at('usr/bin')).toMatchObject({ uid: 1000, gid: 1001, mtimeMs: MTIME.getTime() });
     expect(at('etc/hostname').mode & 0o7777).toBe(0o600);

@@ -12,6 +12,7 @@ import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import { LidError, isLidError } from '../common/errors.js';
 import { makeWhiteout, setOpaque } from './overlay-whiteout.js';
+import { PRIVILEGE_BITS } from './store-privacy.js';
 
 export interface UnpackResult {
   /** "sha256:<hex>" of the uncompressed tar stream: what an image config's rootfs.diff_ids lists. */
@@ -360,11 +361,14 @@ function climbsAboveRoot(dirParts: string[], target: string): boolean {
 }
 
 // uid/gid above the octal header fields' reach arrive in pax records, which tar-stream parses but does not apply.
+// Setuid and setgid bits are dropped from everything but directories: they never work for jobs (no_new_privs), and
+// on the host a setuid-root file from a tenant's image is a root shell for whoever reaches it (store-privacy.ts).
 function metadataOf(header: tar.Header): EntryMetadata {
   const pax = header.pax as Record<string, string> | null | undefined;
   const paxId = (key: string) => (pax?.[key] === undefined ? undefined : Number(pax[key]));
+  const keep = header.type === 'directory' ? 0o7777 : 0o7777 & ~PRIVILEGE_BITS;
   return {
-    mode: (header.mode ?? 0o644) & 0o7777,
+    mode: (header.mode ?? 0o644) & keep,
     uid: paxId('uid') ?? header.uid ?? 0,
     gid: paxId('gid') ?? header.gid ?? 0,
     mtime: header.mtime ?? new Date(0),

@@ -156,7 +156,11 @@ describePrivileged('the service, all in one (lid up)', () => {
     expect(Date.now() - t).toBeLessThan(5000); // behind 2000 queued jobs that would take > 50 s at busy's pace
   });
 
-  it('delivers a batch’s callback once its last job has ended, signed with the tenant’s key', async () => {
+  it('delivers a batch’s callback once its last job has ended, signed with the tenant’s secret', async () => {
+    // `lid up` never prints the development tenant's signing secret: rotating it prints a new one.
+    const rotated = lid(['tenants', 'rotate-signing-secret', 'dev']);
+    expect(rotated.code, rotated.err).toBe(0);
+    const { signingSecret } = JSON.parse(rotated.out) as { signingSecret: string };
     const received: { signature: string; body: string }[] = [];
     const server = http.createServer((req, res) => {
       let body = '';
@@ -183,8 +187,7 @@ describePrivileged('the service, all in one (lid up)', () => {
       expect(summary).toMatchObject({ id, total: 3, counts: { completed: 3 } });
       expect(summary.jobs.map((j) => j.result?.stdout).sort()).toEqual(['b1\n', 'b2\n', 'b3\n']);
       const [, t, mac] = /^t=(\d+),v1=([a-f0-9]{64})$/.exec(received[0]!.signature)!;
-      const key = crypto.createHash('sha256').update(apiKey).digest('hex');
-      expect(crypto.createHmac('sha256', key).update(`${t}.${received[0]!.body}`).digest('hex')).toBe(mac);
+      expect(crypto.createHmac('sha256', signingSecret).update(`${t}.${received[0]!.body}`).digest('hex')).toBe(mac);
     } finally {
       server.close();
     }

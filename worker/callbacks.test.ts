@@ -80,6 +80,7 @@ async function deliver(allow: string | undefined, url: string, stopAfterFirstAtt
     new Redis(server.url, { maxRetriesPerRequest: null }),
     pino({ level: 'silent' }),
     { policy: EgressPolicy.parse(allow), beforeConnect: guard },
+    Buffer.alloc(32, 7), // the server signing key: these tests look at where deliveries go, not at signatures
   );
   try {
     await callbacks.send(url, { id, tenant: TENANT } as JobRecord);
@@ -98,7 +99,7 @@ async function deliver(allow: string | undefined, url: string, stopAfterFirstAtt
 beforeAll(async () => {
   server = await startTestRedis();
   redis = new Redis(server.url);
-  await redis.set(`lid:tenant:${TENANT}`, JSON.stringify({ keyHash: 'a'.repeat(64) }));
+  await redis.set(`lid:tenant:${TENANT}`, JSON.stringify({ signingVersion: 1, signingNonce: 'n' }));
   queue = new Queue(CALLBACK_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
 });
 afterAll(async () => {

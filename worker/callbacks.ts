@@ -2,9 +2,10 @@
 // exponential backoff until the receiver answers 2xx (or the attempts run out). Deliveries are BullMQ jobs on their
 // own queue (lid-callbacks), so a worker that dies mid-retry leaves them to another worker instead of losing them.
 //
-// Signature (header Lid-Signature): t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed by the SHA-256
-// (hex) of the tenant's API key -- the receiver computes the same key from the key it holds, and the timestamp
-// lets it refuse replays.
+// Signature (header Lid-Signature): t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed by the tenant's
+// callback signing secret (the hex string `lid tenants create` and `lid tenants rotate-signing-secret` print), which
+// derives from a server key outside Redis (common/callback-secret.ts): reading Redis does not let anyone forge a
+// signature. The timestamp lets the receiver refuse replays.
 //
 // The URL is the tenant's: the request goes through the operator's egress policy (no loopback, private or
 // metadata address unless allowed; common/policed-fetch.ts), follows no redirect, and its answer is never read --
@@ -14,6 +15,7 @@ import crypto from 'node:crypto';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { currentCallbackSecret } from '../common/callback-secret.js';
 import { isLidError } from '../common/errors.js';
 import type { JobRecord } from '../common/job.js';
 import { type EgressOptions, PolicedFetch } from '../common/policed-fetch.js';
@@ -49,6 +51,8 @@ export class Callbacks {
     queueConnection: Redis,
     private readonly log: Logger,
     egress: EgressOptions,
+    /** The server key tenants' signing secrets derive from. */
+    private readonly signingKey: Buffer,
   ) {
     this.http = new PolicedFetch({ ...egress, maxRedirects: 0 });
     this.queue = new Queue(CALLBACK_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
@@ -82,9 +86,8 @@ export class Callbacks {
   }
 
   private async deliver({ url, tenant, id, body: payload }: Delivery, attempt: number): Promise<void> {
-    const stored = await this.redis.get(`lid:tenant:${tenant}`);
-    const key = stored ? (JSON.parse(stored) as { keyHash?: string }).keyHash : undefined;
-    if (!key) throw new Error(`tenant ${tenant} has no key to sign callbacks with`);
+    const key = await currentCallbackSecret(this.redis, this.signingKey, tenant);
+    if (!key) throw new Error(`tenant ${tenant} does not exist: no secret to sign callbacks with`);
     const body = JSON.stringify(payload);
     const res = await this.post(url, {
       method: 'POST',

@@ -4,8 +4,9 @@
 import { isLidError } from '../common/errors.js';
 import { FINAL_STATES, type JobRecord, type JobRequest, type QueuedJob } from '../common/job.js';
 import type { JobEvent, JobStore } from '../common/job-store.js';
-import { encodeOutput } from '../common/output-encoding.js';
-import { DEFAULT_LIMITS, type RunResult, type RunSpecInput } from '../common/run-spec.js';
+import { capCeilings, fitLimits, type LimitValues, runLimits } from '../common/limits.js';
+import { encodeChunk, encodeOutput } from '../common/output-encoding.js';
+import type { RunResult, RunSpecInput } from '../common/run-spec.js';
 import { ATTR, inSpan, nowMs } from '../common/telemetry.js';
 import { jobDefaults } from '../images/image-defaults.js';
 import type { SandboxRuntime } from '../runtime/index.js';
@@ -29,6 +30,20 @@ function filesOf(request: JobRequest): RunSpecInput['files'] {
   }));
 }
 
+/**
+ * Streamed output stops at the job's outputBytes per stream, as the runtime's kept output does: the events stream
+ * in Redis then holds at most that much per stream (base64 or JSON-escaped text, see encodeChunk), however fast the
+ * job writes. The runtime already stops there; this keeps the bound here, next to the Redis writes it protects.
+ */
+function boundedOutput(limit: number): (stream: 'stdout' | 'stderr', chunk: Uint8Array) => Uint8Array {
+  const sent = { stdout: 0, stderr: 0 };
+  return (stream, chunk) => {
+    const kept = chunk.subarray(0, Math.max(0, limit - sent[stream]));
+    sent[stream] += kept.length;
+    return kept;
+  };
+}
+
 export function resultRecord(result: RunResult): NonNullable<JobRecord['result']> {
   return {
     status: result.status,
@@ -47,6 +62,8 @@ export class JobRunner {
     private readonly jobs: JobStore,
     private readonly images: ImageProvider,
     private readonly runtime: SandboxRuntime,
+    /** This worker's caps (LID_CAP_*): a queued job above them is refused here, whoever queued it. */
+    private readonly caps: LimitValues,
     /** Process limits of every job on this worker (LID_RLIMIT_NOFILE, LID_RLIMIT_STACK). */
     private readonly rlimits: { nofile: number; stack: number },
   ) {}
@@ -67,6 +84,14 @@ export class JobRunner {
       await this.finish(job.id, { state: 'cancelled' });
       return 'cancelled';
     }
+    // Limits: the gateway held the job under its caps, but a queue-driven producer may not have; a job above this
+    // worker's caps ends here, before anything of it runs.
+    const { limits, problems } = fitLimits(job.request.limits, capCeilings(this.caps, 'worker'));
+    if (problems.length) {
+      const message = `the job asks for more than this worker allows: ${problems.map((p) => p.message).join('; ')}`;
+      await this.finish(job.id, { state: 'error', error: { code: 'invalid_spec', message } });
+      return 'done';
+    }
     const startedAt = now();
     const running = await this.jobs.update(job.id, (r) => ({
       ...r,
@@ -84,6 +109,7 @@ export class JobRunner {
     const emit = (event: JobEvent) => {
       emitted = emitted.then(() => this.jobs.emit(job.id, event)).catch(() => {});
     };
+    const outputRoom = boundedOutput(runLimits(limits).outputBytes);
     try {
       lease = await inSpan('image.resolve', { [ATTR.image]: job.request.image }, () =>
         this.images.acquire(job.request.image),
@@ -101,18 +127,14 @@ export class JobRunner {
           files: filesOf(job.request),
           ...(job.request.stdin !== undefined ? { stdin: job.request.stdin } : {}),
           hostname: 'lid',
-          limits: { ...DEFAULT_LIMITS, ...job.request.limits },
+          limits: runLimits(limits),
           rlimits: this.rlimits,
         },
         {
           signal,
           onOutput: (stream, chunk) => {
-            const { data, dataBase64 } = encodeOutput('data', chunk);
-            emit(
-              data !== null && data !== undefined
-                ? { type: 'output', stream, data, encoding: 'utf8' }
-                : { type: 'output', stream, data: dataBase64 ?? '', encoding: 'base64' },
-            );
+            const kept = outputRoom(stream, chunk);
+            if (kept.length) emit({ type: 'output', stream, ...encodeChunk(kept) });
           },
         },
       );

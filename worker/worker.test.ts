@@ -12,6 +12,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { callbackSecret, loadSigningKey } from '../common/callback-secret.js';
 import { loadConfig } from '../common/config.js';
 import type { JobRecord } from '../common/job.js';
 import { eventsKey, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
@@ -175,11 +176,10 @@ describePrivileged('worker', () => {
   });
 
   it('POSTs the final record to the callback URL, signed, retrying until the receiver takes it', async () => {
-    const apiKey = 'lid_callback-test-key';
-    const keyHash = crypto.createHash('sha256').update(apiKey).digest('hex');
     const r = new Redis(redis.url);
-    await r.set('lid:tenant:hooked', JSON.stringify({ concurrency: 4, keyHash }));
+    await r.set('lid:tenant:hooked', JSON.stringify({ concurrency: 4, signingVersion: 1, signingNonce: 'n1' }));
     r.disconnect();
+    const signingSecret = callbackSecret(loadSigningKey(config), 'hooked', 1, 'n1');
     const received: { attempt: string; signature: string; body: string }[] = [];
     const server = http.createServer((req, res) => {
       let body = '';
@@ -206,7 +206,7 @@ describePrivileged('worker', () => {
       expect(received.map((d) => d.attempt)).toEqual(['1', '2']);
       const { signature, body } = received[1]!;
       const [, t, mac] = /^t=(\d+),v1=([a-f0-9]{64})$/.exec(signature)!;
-      expect(crypto.createHmac('sha256', keyHash).update(`${t}.${body}`).digest('hex')).toBe(mac);
+      expect(crypto.createHmac('sha256', signingSecret).update(`${t}.${body}`).digest('hex')).toBe(mac);
       expect(JSON.parse(body)).toMatchObject({ id, state: 'completed', result: { stdout: 'called back\n' } });
     } finally {
       server.close();

@@ -7,9 +7,11 @@ import os from 'node:os';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
 import { QueuedJobSchema } from '../common/job.js';
 import { CANCEL_CHANNEL, JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { serverCaps } from '../common/limits.js';
 import { createMetrics, type LidMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
 import { ATTR, inSpan, traceIdOf } from '../common/telemetry.js';
@@ -52,6 +54,7 @@ export function nodeConcurrency(config: LidConfig): number {
 export async function startWorker(config: LidConfig, opts: WorkerOptions): Promise<RunningWorker> {
   const id = `${os.hostname()}-${process.pid}`;
   const log = opts.logger.child({ worker: id });
+  const signingKey = loadSigningKey(config); // first: a missing or unsafe key file stops the worker before it starts
   const redis = connectRedis(opts.redisUrl, 'worker');
   const subscriber = connectRedis(opts.redisUrl, 'worker-cancel');
   redis.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
@@ -67,7 +70,10 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
     mountDir: config.mountDir,
     threads: config.sandboxThreads,
   });
-  const runner = new JobRunner(jobs, images, runtime, { nofile: config.rlimitNofile, stack: config.rlimitStack });
+  const runner = new JobRunner(jobs, images, runtime, serverCaps(config), {
+    nofile: config.rlimitNofile,
+    stack: config.rlimitStack,
+  });
   const slots = new TenantSlots(redis);
   const active = new Map<string, AbortController>();
   const concurrency = nodeConcurrency(config);
@@ -136,7 +142,7 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   callbackConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
   activity.watch(queueConnection, 'worker-queue');
   activity.watch(callbackConnection, 'worker-callbacks');
-  const callbacks = new Callbacks(redis, callbackConnection, log, { policy: config.egress });
+  const callbacks = new Callbacks(redis, callbackConnection, log, { policy: config.egress }, signingKey);
   const worker = new Worker(QUEUE_NAME, traceJobs(processJob), {
     connection: queueConnection,
     prefix: QUEUE_PREFIX,

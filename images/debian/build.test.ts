@@ -110,13 +110,17 @@ describe('layer', () => {
     expect(one.entries).toBe(listTree(first.dir).length);
   });
 
-  it('keeps owners, modes, symlinks and hard links, with a fixed mtime', async () => {
+  it('keeps owners, modes (but not setuid/setgid on files), symlinks and hard links, with a fixed mtime', async () => {
     const root = smallRoot(['a', 'b']);
+    root.writeFile('/usr/bin/su-like', 'setuid in the package', 0o4755);
+    root.writeFile('/usr/bin/sg-like', 'setgid in the package', 0o2711);
     const file = fresh('layer');
     const layer = await writeLayer(root, file);
     const listing = execFileSync('tar', ['--numeric-owner', '-tvzf', file], { encoding: 'utf8' });
     expect(listing).toMatch(/^lrwxrwxrwx 0\/0 +0 1970-01-01 00:00 bin -> usr\/bin$/m);
     expect(listing).toMatch(/^drwxrwsr-x 0\/50 +0 1970-01-01 00:00 var\/local\/$/m);
+    expect(listing).toMatch(/^-rwxr-xr-x 0\/0 +\d+ 1970-01-01 00:00 usr\/bin\/su-like$/m);
+    expect(listing).toMatch(/^-rwx--x--x 0\/0 +\d+ 1970-01-01 00:00 usr\/bin\/sg-like$/m);
     expect(listing).toMatch(/^-rw-r--r-- 0\/0 +\d+ 1970-01-01 00:00 usr\/share\/a-link$/m);
     expect(listing).toMatch(/^hrw-r--r-- 0\/0 +0 1970-01-01 00:00 usr\/share\/b link to usr\/share\/a-link$/m);
     const blob = fs.readFileSync(file);

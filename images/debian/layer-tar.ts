@@ -3,6 +3,8 @@
 // after their directory, names sorted), every mtime is LAYER_MTIME, owners come from the packages (not from who
 // built), no uname/gname/atime/ctime is written, and gzip runs at a fixed level with no name or time in its header
 // (Node's zlib writes mtime 0). File contents stream from disk; the layer is never held in memory.
+// Files lose their setuid and setgid bits here, as at unpack (images/store-privacy.ts says why): packages ship
+// setuid programs (mount, su, passwd), which cannot work in a sandbox with no_new_privs anyway.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
 import { LidError } from '../../common/errors.js';
+import { PRIVILEGE_BITS } from '../store-privacy.js';
 import type { Progress } from './resolve.js';
 import type { StagingRoot } from './staging-root.js';
 
@@ -67,7 +70,8 @@ async function addTree(pack: Pack, root: StagingRoot, onProgress: Progress): Pro
     const host = path.join(root.dir, rel);
     const st = fs.lstatSync(host);
     const { uid, gid } = root.owners.get(rel) ?? { uid: 0, gid: 0 };
-    const base = { name: rel, mode: st.mode & 0o7777, uid, gid, mtime: LAYER_MTIME };
+    const mode = st.mode & (st.isDirectory() ? 0o7777 : 0o7777 & ~PRIVILEGE_BITS);
+    const base = { name: rel, mode, uid, gid, mtime: LAYER_MTIME };
     if (st.isDirectory()) {
       await addEntry(pack, { ...base, name: `${rel}/`, type: 'directory' });
     } else if (st.isSymbolicLink()) {
