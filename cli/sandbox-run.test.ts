@@ -130,7 +130,7 @@ describePrivileged('lid sandbox run', () => {
 
   it('answers bad input with a message that says what to fix, and exit 125 when the sandbox could not run', () => {
     const size = lid(['sandbox', 'run', '--rootfs', rootfs, '--memory', '12q', '--', 'true']);
-    expect(size.code).not.toBe(0);
+    expect(size.code).toBe(125);
     expect(size.err).toMatch(/"12q" is not a size/);
     const noRoot = lid(['sandbox', 'run', '--', 'true']);
     expect(noRoot).toMatchObject({ code: 125 });
@@ -142,9 +142,13 @@ describePrivileged('lid sandbox run', () => {
       message: expect.stringMatching(/"no-such-command" was not found/),
     });
     const missing = lid(['sandbox', 'run', '--rootfs', '/no/such/dir', '--', 'true']);
-    expect(missing.err).toMatch(/\/no\/such\/dir is not a directory/);
+    expect(missing).toMatchObject({ code: 125, err: expect.stringMatching(/\/no\/such\/dir is not a directory/) });
     const limit = lid(['sandbox', 'run', '--rootfs', rootfs, '--pids', '0', '--', 'true']);
-    expect(limit.err).toMatch(/limits.pids: pids must be at least 1/);
+    expect(limit).toMatchObject({ code: 125, err: expect.stringMatching(/limits.pids: pids must be at least 1/) });
+    const unknown = lid(['sandbox', 'run', '--rootfs', rootfs, '--no-such-flag', '--', 'true']);
+    expect(unknown).toMatchObject({ code: 125, err: expect.stringMatching(/unknown option '--no-such-flag'/) });
+    const help = lid(['sandbox', 'run', '--help']);
+    expect(help).toMatchObject({ code: 0, out: expect.stringMatching(/Exit status/) });
   });
 
   it('has --help on every subcommand', () => {

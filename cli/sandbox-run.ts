@@ -153,6 +153,10 @@ export function sandboxCommand(config: LidConfig): Command {
     .usage('(--rootfs DIR | --image NAME) [options] -- CMD [ARG...]')
     .option('--rootfs <dir>', 'root filesystem directory (used read-only; writes go to a private layer)')
     .option('--image <name>', 'image from the store (see lid images); a recipe image is built on first use');
+  // A flag commander refuses means the sandbox could not run: 125, like any other failure of lid itself.
+  run.exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : EXIT_LID_FAILED);
+  });
   addJobOptions(run)
     .option('--json', 'print one JSON RunResult instead of passing output through')
     .argument('[command...]', 'the command and its arguments, after --')

@@ -43,7 +43,9 @@ async function execute(id: number, sandbox: Sandbox): Promise<void> {
   try {
     const result = await sandbox.execute();
     if (result === 'cancelled') send({ type: 'cancelled', id });
-    else send({ type: 'result', id, result });
+    // The output buffers are the thread's own (CappedOutput.bytes): hand them over instead of copying them.
+    else
+      send({ type: 'result', id, result }, [result.stdout.buffer as ArrayBuffer, result.stderr.buffer as ArrayBuffer]);
   } catch (e) {
     send({ type: 'error', id, error: serialize(e) });
     if ((e as Error).name === 'SyscallError' && /^(setns|fchdir|chroot)\(/.test((e as Error).message)) {

@@ -12,8 +12,12 @@ describePrivileged('sandbox isolation', () => {
     expect(r.status).toBe('ok');
     const [pid, visible] = r.out.split('\n');
     expect(pid).toBe('1');
-    // sh (1) and the pipeline's own processes, nothing of the host's
-    for (const p of visible!.trim().split(' ').map(Number)) expect(p).toBeLessThan(10);
+    // sh (1) and the pipeline's own processes, nothing of the host's (and not an empty listing)
+    const pids = visible!.trim().split(' ').map(Number);
+    expect(pids).toContain(1);
+    expect(pids.length).toBeGreaterThanOrEqual(2);
+    expect(pids.length).toBeLessThan(10);
+    for (const p of pids) expect(p).toBeLessThan(10);
   });
 
   it('gives the job its own hostname', async () => {

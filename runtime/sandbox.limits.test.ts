@@ -19,11 +19,25 @@ describePrivileged('sandbox limits', () => {
   });
 
   it('contains a fork bomb with the pids limit, and kills all of it at the end', async () => {
-    const r = await h.run({ argv: ['sh', '-c', 'b() { b | b & }; b; sleep 1'], limits: { pids: 24, timeoutMs: 2000 } });
+    const marker = `${2000 + (process.pid % 1000)}.321`;
+    const running = h.run({
+      argv: ['sh', '-c', `b() { sleep ${marker} | b & }; b; sleep 3`],
+      limits: { pids: 24, timeoutMs: 5000 },
+    });
+    // The bomb really forked: its processes are seen from the host while it runs...
+    let seen = 0;
+    for (let waited = 0; seen < 10 && waited < 2500; waited += 50) {
+      await new Promise((res) => setTimeout(res, 50));
+      seen = Math.max(seen, hostProcessesWith(marker).length);
+    }
+    expect(seen).toBeGreaterThanOrEqual(10);
+    const r = await running;
     expect(['ok', 'timeout']).toContain(r.status);
     expect(r.usage.pidsPeak).not.toBeNull();
     expect(r.usage.pidsPeak!).toBeLessThanOrEqual(24);
     expect(r.err).toMatch(/fork|resource/i);
+    // ...and none is left once the job has ended.
+    expect(hostProcessesWith(marker)).toEqual([]);
   });
 
   it('ends an endless loop as timeout within 10% of the limit', async () => {
@@ -36,10 +50,16 @@ describePrivileged('sandbox limits', () => {
   it('kills processes that double-fork or call setsid when the job ends', async () => {
     const marker = `${1000 + (process.pid % 1000)}.123`;
     const r = await h.run({
-      argv: ['sh', '-c', `(sleep ${marker} &); setsid sleep ${marker} & sleep 0.2; echo started`],
+      argv: [
+        'sh',
+        '-c',
+        `(sleep ${marker} &); setsid sleep ${marker} & sleep 0.2; ps -o args | grep -c "^sleep ${marker}"`,
+      ],
       limits: { timeoutMs: 5000 },
     });
-    expect(r.out).toBe('started\n');
+    // Both escapees were running when the job ended (seen from inside: two sleeps)...
+    expect(r.out).toBe('2\n');
+    // ...and neither survived it.
     expect(hostProcessesWith(marker)).toEqual([]);
   });
 

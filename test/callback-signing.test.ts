@@ -85,7 +85,12 @@ describePrivileged('callback signatures', () => {
   let receiver: http.Server;
   let url: string;
   const deliveries: { signature: string; body: string }[] = [];
-  const config = loadConfig({ LID_DATA_DIR: dataDir, LID_WORKER_CONCURRENCY: '2', LID_WORKER_METRICS_PORT: 'off' });
+  const config = loadConfig({
+    LID_DATA_DIR: dataDir,
+    LID_WORKER_CONCURRENCY: '2',
+    LID_WORKER_METRICS_PORT: 'off',
+    LID_ALLOW_PRIVATE_EGRESS: '127.0.0.0/8', // the receiver runs on loopback: callbacks may go there only when allowed
+  });
 
   /** `lid tenants ARGS` as an operator runs it, against the test's Redis and data directory. */
   const lidTenants = (...args: string[]) => {
@@ -142,7 +147,12 @@ describePrivileged('callback signatures', () => {
     async () => {
       const { signingSecret } = lidTenants('create', 'hooks');
       const { signature, body } = await deliver('hooks');
-      expect(JSON.parse(body)).toMatchObject({ tenant: 'hooks', state: 'completed', result: { stdout: 'signed\n' } });
+      expect(JSON.parse(body)).toMatchObject({
+        tenant: 'hooks',
+        state: 'completed',
+        attempts: 1,
+        result: { stdout: 'signed\n' },
+      });
       expect(verifies(signingSecret, signature, body)).toBe(true);
       expect(verifies(signingSecret, signature, `${body} `)).toBe(false); // a changed body does not verify
 

@@ -123,6 +123,7 @@ describePrivileged('worker limits', () => {
       });
       expect(await client.wait(defaults.id, 20_000)).toMatchObject({
         state: 'completed',
+        attempts: 1,
         result: { status: 'output_limit', stdout: null, stdoutBase64: Buffer.alloc(65536).toString('base64') },
       });
     } finally {
@@ -181,6 +182,7 @@ describePrivileged('worker limits', () => {
           );
           expect(record).toMatchObject({
             state: 'completed',
+            attempts: 1,
             result: { status: 'output_limit', stdoutTruncated: true },
           });
           // The job wrote past the cap (it was stopped for it), and exactly the cap was kept.

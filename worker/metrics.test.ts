@@ -51,7 +51,7 @@ describePrivileged('worker metrics', () => {
   it('serves the job counters, histograms, capacity and image cache numbers after a real job', async () => {
     expect(worker!.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     const { id } = await client.submit('tenant-m', { image: IMAGE, command: ['echo', 'measured'] });
-    expect(await client.wait(id, 20_000)).toMatchObject({ state: 'completed', result: { status: 'ok' } });
+    expect(await client.wait(id, 20_000)).toMatchObject({ state: 'completed', attempts: 1, result: { status: 'ok' } });
     const missing = await client.submit('tenant-m', { image: 'absent:1', command: ['true'] });
     expect(await client.wait(missing.id, 20_000)).toMatchObject({ state: 'error' });
 

@@ -207,7 +207,12 @@ describePrivileged('worker', () => {
       const { signature, body } = received[1]!;
       const [, t, mac] = /^t=(\d+),v1=([a-f0-9]{64})$/.exec(signature)!;
       expect(crypto.createHmac('sha256', signingSecret).update(`${t}.${body}`).digest('hex')).toBe(mac);
-      expect(JSON.parse(body)).toMatchObject({ id, state: 'completed', result: { stdout: 'called back\n' } });
+      expect(JSON.parse(body)).toMatchObject({
+        id,
+        state: 'completed',
+        attempts: 1,
+        result: { stdout: 'called back\n' },
+      });
     } finally {
       server.close();
     }

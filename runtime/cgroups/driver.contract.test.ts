@@ -13,8 +13,23 @@ const limits = { memoryBytes: 48 * MiB, cpus: 0.5, pids: 17 };
 
 /** Where each version keeps the limits, and how it writes them: the only version-specific knowledge here. */
 const LIMIT_FILES = {
-  1: { memory: 'memory.limit_in_bytes', pids: 'pids.max', cpu: 'cpu.cfs_quota_us', cpuValue: '50000' },
-  2: { memory: 'memory.max', pids: 'pids.max', cpu: 'cpu.max', cpuValue: '50000 100000' },
+  1: {
+    memory: 'memory.limit_in_bytes',
+    pids: 'pids.max',
+    cpu: 'cpu.cfs_quota_us',
+    cpuValue: '50000',
+    // memory+swap equal to memory: not one byte of swap
+    swap: 'memory.memsw.limit_in_bytes',
+    swapValue: String(limits.memoryBytes),
+  },
+  2: {
+    memory: 'memory.max',
+    pids: 'pids.max',
+    cpu: 'cpu.max',
+    cpuValue: '50000 100000',
+    swap: 'memory.swap.max',
+    swapValue: '0',
+  },
 } as const;
 
 function startSleeper(): ChildProcess {
@@ -38,6 +53,8 @@ describePrivileged(`cgroup v${detectCgroupVersion()} driver`, () => {
 
   it('is the driver the host calls for', () => {
     expect(driver.version).toBe(detectCgroupVersion());
+    // The v2 VM run sets LID_EXPECT_CGROUP=2: a VM that fell back to v1 must not pass as a v2 run.
+    if (process.env.LID_EXPECT_CGROUP) expect(String(driver.version)).toBe(process.env.LID_EXPECT_CGROUP);
   });
 
   it('creates a job cgroup with the limits, in v2 terms translated for the host', () => {
@@ -51,6 +68,7 @@ describePrivileged(`cgroup v${detectCgroupVersion()} driver`, () => {
       expect(read(files.memory)).toBe(String(limits.memoryBytes));
       expect(read(files.pids)).toBe('17');
       expect(read(files.cpu)).toBe(files.cpuValue);
+      expect(read(files.swap)).toBe(files.swapValue); // no swap, read back from the kernel
     } finally {
       job.destroy();
     }
