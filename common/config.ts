@@ -2,6 +2,7 @@
 // once into a frozen, typed object that callers pass down. This is the only module that reads process.env; a bad
 // value fails at start with a message naming the variable.
 import { z } from 'zod';
+import { parseSize } from './units.js';
 
 const positiveInt = z.coerce.number().int().positive();
 const cgroupPath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute cgroup path such as /lid');
@@ -11,6 +12,14 @@ const redisUrl = z
   .refine((s) => URL.canParse(s) && /^rediss?:$/.test(new URL(s).protocol) && new URL(s).hostname !== '', {
     message: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379',
   });
+
+// 'auto', or a size such as 512m or 2g (binary units), at least 16 MiB: below that BullMQ's own keys barely fit.
+const redisMaxmemory = z
+  .string()
+  .refine((s) => s === 'auto' || (/^\d+(\.\d+)?\s*[kmg]?(i?b)?$/i.test(s.trim()) && parseSize(s) >= 16 * 2 ** 20), {
+    message: 'must be auto or a size of at least 16m, such as 512m or 2g',
+  })
+  .transform((s): number | 'auto' => (s === 'auto' ? 'auto' : parseSize(s)));
 
 const TABLE = {
   dataDir: {
@@ -42,6 +51,12 @@ const TABLE = {
     default: undefined,
     schema: redisUrl.optional(),
     doc: 'the Redis that holds the queues (default: an embedded redis-server under LID_DATA_DIR)',
+  },
+  redisMaxmemory: {
+    env: 'LID_REDIS_MAXMEMORY',
+    default: 'auto',
+    schema: redisMaxmemory,
+    doc: "the embedded Redis's maxmemory, e.g. 2g (auto: a quarter of the machine's memory); when full, new jobs get 503",
   },
   port: {
     env: 'LID_PORT',
