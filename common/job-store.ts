@@ -84,6 +84,20 @@ export class JobStore {
     return (await this.redis.exists(cancelKey(id))) === 1;
   }
 
+  /**
+   * Removes records and event streams that nobody was told about (a submission that failed half-way on a full
+   * Redis, where the update marking them failed is refused but DEL is not).
+   */
+  async discard(ids: string[]): Promise<void> {
+    if (ids.length) await this.redis.del(...ids.flatMap((id) => [recordKey(id), eventsKey(id)]));
+  }
+
+  /** Frees an Idempotency-Key that still names `id`, so that a retry of a failed submission is not held to it. */
+  async releaseIdempotencyKey(tenant: string, key: string, id: string): Promise<void> {
+    const k = `lid:idem:${tenant}:${key}`;
+    if ((await this.redis.get(k)) === id) await this.redis.del(k);
+  }
+
   /** Maps an Idempotency-Key to a job id once; returns the id that holds the key (maybe an earlier job's). */
   async claimIdempotencyKey(tenant: string, key: string, id: string): Promise<string> {
     const k = `lid:idem:${tenant}:${key}`;

@@ -13,8 +13,7 @@ import { ensureEmbeddedRedis, type EnsureEmbeddedRedisOptions } from './embedded
 /** The URL of the Redis to use: REDIS_URL, or the embedded server of LID_DATA_DIR (started if it is not running). */
 export async function redisUrl(config: LidConfig, opts: EnsureEmbeddedRedisOptions = {}): Promise<string> {
   return (
-    config.redisUrl ??
-    (await ensureEmbeddedRedis(config.dataDir, { maxmemory: config.redisMaxmemory, ...opts })).url
+    config.redisUrl ?? (await ensureEmbeddedRedis(config.dataDir, { maxmemory: config.redisMaxmemory, ...opts })).url
   );
 }
 
@@ -47,4 +46,21 @@ export function connectRedis(url: string, purpose: string): Redis {
  */
 export function isRedisFull(e: unknown): boolean {
   return e instanceof Error && /\bOOM command not allowed\b/.test(e.message);
+}
+
+/**
+ * Runs `fn`, and again with a growing pause (up to 5 s) while Redis answers that it is full, for up to `forMs`
+ * (default 10 min). For writes that must not be lost, such as a finished job's result: memory frees as older
+ * results expire or the operator raises the limit, and running the job again would be worse than waiting.
+ */
+export async function retryWhileRedisFull<T>(fn: () => Promise<T>, forMs = 10 * 60_000): Promise<T> {
+  const deadline = Date.now() + forMs;
+  for (let pause = 100; ; pause = Math.min(pause * 2, 5000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isRedisFull(e) || Date.now() + pause > deadline) throw e;
+    }
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
 }

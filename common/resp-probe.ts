@@ -23,7 +23,8 @@ function parseReply(buf: Buffer, at: number): { value: string | null; end: numbe
   return { value: buf.subarray(eol + 2, eol + 2 + length).toString(), end: eol + 2 + length + 2 };
 }
 
-const encode = (args: string[]) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+const encode = (args: string[]) =>
+  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
 
 /**
  * Sends `args` to 127.0.0.1:port after AUTH (when given). Resolves the command's reply, AUTH's error reply when
