@@ -30,10 +30,10 @@ const now = () => new Date().toISOString();
 
 /** Stand-in worker (test scaffolding): runs each job by calling `run`, holding it while `run` is pending. */
 function fakeWorker(queue: Queue, run: (job: Job<QueuedJob>) => Promise<void>): Worker {
-  const { hostname, port } = new URL(h.server.url);
+  const { hostname, port, username, password } = new URL(h.server.url);
   // Connection options rather than a connection: the Worker then owns its connections and closes them.
   return new Worker<QueuedJob>(queue.name, run, {
-    connection: { host: hostname, port: Number(port) },
+    connection: { host: hostname, port: Number(port), username, password },
     prefix: QUEUE_PREFIX,
   });
 }
