@@ -64,6 +64,12 @@ const TABLE = {
     schema: z.coerce.number().int().min(0).max(65535),
     doc: 'the gateway listens on this port (0: any free port)',
   },
+  maxStreamsPerTenant: {
+    env: 'LID_MAX_STREAMS_PER_TENANT',
+    default: '100',
+    schema: positiveInt.max(1_000_000),
+    doc: 'GET /v1/jobs/:id/events streams a tenant may hold open at once, per gateway process (over it: 429)',
+  },
   resultTtlSeconds: {
     env: 'LID_RESULT_TTL',
     default: '86400',

@@ -4,6 +4,7 @@
 //   lid:idem:<tenant>:<k> Idempotency-Key -> job id
 //   lid:cancel            pub/sub channel: ids of jobs to cancel now
 //   lid:final             pub/sub channel: ids of jobs that just ended
+//   lid:events            pub/sub channel: ids of jobs whose event stream just grew (the gateway's SSE followers)
 // Records and streams expire LID_RESULT_TTL after the job ends. The BullMQ queue itself is `lid-jobs`.
 import type { Redis } from 'ioredis';
 import type { JobRecord, JobState } from './job.js';
@@ -13,6 +14,8 @@ export const QUEUE_PREFIX = 'lid';
 export const CANCEL_CHANNEL = 'lid:cancel';
 /** pub/sub channel: ids of jobs whose final record was just stored (the gateway's ?wait listens). */
 export const FINAL_CHANNEL = 'lid:final';
+/** pub/sub channel: ids of jobs whose event stream just grew (wakes the gateway's /events followers). */
+export const EVENTS_CHANNEL = 'lid:events';
 const STREAM_MAXLEN = 10_000;
 
 const COMPARE_AND_SET = `
@@ -64,13 +67,19 @@ export class JobStore {
   async emit(id: string, event: JobEvent): Promise<void> {
     const key = eventsKey(id);
     const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', JSON.stringify(event));
+    // Published after the entry is in: a follower woken by it finds the entry.
+    tx.publish(EVENTS_CHANNEL, id);
     if (event.type === 'final') tx.expire(key, this.resultTtlSeconds).publish(FINAL_CHANNEL, id);
     await tx.exec();
   }
 
-  /** Reads events after `from` ('0' for all), waiting up to blockMs for new ones (needs its own connection). */
-  async readEvents(id: string, from: string, blockMs: number): Promise<{ id: string; event: JobEvent }[]> {
-    const res = (await this.redis.xread('COUNT', 500, 'BLOCK', blockMs, 'STREAMS', eventsKey(id), from)) as
+  /**
+   * Reads events after `from` ('0' for all): at once, or waiting up to blockMs for new ones (which holds the
+   * connection: give it one of its own).
+   */
+  async readEvents(id: string, from: string, blockMs?: number): Promise<{ id: string; event: JobEvent }[]> {
+    const block = blockMs === undefined ? [] : ['BLOCK', blockMs];
+    const res = (await this.redis.xread('COUNT', 500, ...(block as ['BLOCK', number]), 'STREAMS', eventsKey(id), from)) as
       [string, [string, string[]][]][] | null;
     if (!res) return [];
     return res[0]![1].map(([entryId, fields]) => ({ id: entryId, event: JSON.parse(fields[1]!) as JobEvent }));

@@ -81,7 +81,19 @@ export function jobRoutes(s: Services): Hono<GatewayEnv> {
     const record = await ownJob(s, c);
     const lastEventId = c.req.header('Last-Event-ID');
     const from = lastEventId && /^\d+-\d+$/.test(lastEventId) ? lastEventId : '0';
-    return streamSSE(c, (stream) => sendEvents(s, stream, record, from, c.req.raw.signal));
+    const release = s.streams.take(record.tenant); // 429 beyond LID_MAX_STREAMS_PER_TENANT
+    try {
+      return streamSSE(c, async (stream) => {
+        try {
+          await sendEvents(s, stream, record, from, c.req.raw.signal);
+        } finally {
+          release();
+        }
+      });
+    } catch (e) {
+      release();
+      throw e;
+    }
   });
 
   app.delete('/:id', async (c) => {
