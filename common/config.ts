@@ -110,7 +110,19 @@ const TABLE = {
     env: 'LID_METRICS_TOKEN',
     default: undefined,
     schema: z.string().min(16, 'must be at least 16 characters').optional(),
-    doc: 'when set, GET /metrics (gateway and worker) asks for Authorization: Bearer <it> (default: public)',
+    doc: 'when set, GET /metrics (gateway and worker) asks for Authorization: Bearer <it>, from any address',
+  },
+  metricsPublic: {
+    env: 'LID_METRICS_PUBLIC',
+    default: 'false',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    doc: "true: the gateway's GET /metrics answers any client without a token (default: loopback clients only)",
+  },
+  metricsHost: {
+    env: 'LID_METRICS_HOST',
+    default: '127.0.0.1',
+    schema: z.union([z.ipv4(), z.ipv6(), z.literal('localhost')]),
+    doc: "address the worker's metrics listener binds (e.g. 0.0.0.0 for a Prometheus on another host)",
   },
   workerMetricsPort: {
     env: 'LID_WORKER_METRICS_PORT',

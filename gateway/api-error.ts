@@ -7,7 +7,14 @@ import type { z } from 'zod';
 import type { ErrorCode } from '../common/errors.js';
 
 export type ApiErrorCode =
-  ErrorCode | 'unauthorized' | 'conflict' | 'payload_too_large' | 'rate_limited' | 'queue_full' | 'unavailable';
+  | ErrorCode
+  | 'unauthorized'
+  | 'forbidden'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'rate_limited'
+  | 'queue_full'
+  | 'unavailable';
 
 export const STATUS_OF = {
   invalid_spec: 400,
@@ -17,6 +24,7 @@ export const STATUS_OF = {
   setup_failed: 503,
   internal: 500,
   unauthorized: 401,
+  forbidden: 403,
   conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,

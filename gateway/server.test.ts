@@ -67,6 +67,12 @@ it('serves an SSE stream on its shared connections: none opens for it, none is l
   await second.cancel();
 });
 
+it('serves /metrics to a client on this machine (loopback), with no token set', async () => {
+  const res = await fetch(`${gateway.url}/metrics`);
+  expect(res.status).toBe(200);
+  expect(await res.text()).toContain('# TYPE lid_jobs_submitted_total counter');
+});
+
 it('closes with a stream still open, once however often it is asked', async () => {
   const { id } = (await (
     await fetch(`${gateway.url}/v1/jobs`, { method: 'POST', headers: auth, body: '{"image": "busybox"}' })

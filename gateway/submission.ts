@@ -127,7 +127,7 @@ export class Submission {
         cause: (e as Error).message,
       });
     }
-    this.s.metrics.jobsSubmitted.inc({ tenant: this.tenant.name }, records.length);
+    this.s.metrics.jobsSubmitted.inc({ tenant: this.s.metrics.tenantLabel.value(this.tenant.name) }, records.length);
     return records;
   }
 

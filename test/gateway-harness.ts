@@ -89,13 +89,22 @@ export async function call(
   app: Hono<GatewayEnv>,
   method: string,
   path: string,
-  opts: { tenant?: TestTenant; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  opts: {
+    tenant?: TestTenant;
+    body?: unknown;
+    raw?: string;
+    headers?: Record<string, string>;
+    /** The client address the app sees, as @hono/node-server would report it (none by default). */
+    remote?: string;
+  } = {},
 ): Promise<Reply> {
-  const res = await app.request(path, {
+  const init = {
     method,
     headers: { ...(opts.tenant?.headers ?? {}), 'Content-Type': 'application/json', ...(opts.headers ?? {}) },
     body: opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)),
-  });
+  };
+  const env = opts.remote === undefined ? undefined : { incoming: { socket: { remoteAddress: opts.remote } } };
+  const res = await app.request(path, init, env);
   const text = await res.text();
   let body: unknown = text;
   if (res.headers.get('content-type')?.includes('application/json')) body = JSON.parse(text);

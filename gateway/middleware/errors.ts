@@ -16,6 +16,7 @@ import { ApiError, type ApiErrorCode, envelope, redisFull, STATUS_OF } from '../
 const CODE_OF_STATUS: Partial<Record<number, ApiErrorCode>> = {
   400: 'invalid_spec',
   401: 'unauthorized',
+  403: 'forbidden',
   404: 'not_found',
   409: 'conflict',
   413: 'payload_too_large',
