@@ -79,8 +79,14 @@ export class JobStore {
    */
   async readEvents(id: string, from: string, blockMs?: number): Promise<{ id: string; event: JobEvent }[]> {
     const block = blockMs === undefined ? [] : ['BLOCK', blockMs];
-    const res = (await this.redis.xread('COUNT', 500, ...(block as ['BLOCK', number]), 'STREAMS', eventsKey(id), from)) as
-      [string, [string, string[]][]][] | null;
+    const res = (await this.redis.xread(
+      'COUNT',
+      500,
+      ...(block as ['BLOCK', number]),
+      'STREAMS',
+      eventsKey(id),
+      from,
+    )) as [string, [string, string[]][]][] | null;
     if (!res) return [];
     return res[0]![1].map(([entryId, fields]) => ({ id: entryId, event: JSON.parse(fields[1]!) as JobEvent }));
   }
