@@ -170,6 +170,9 @@ const TABLE = {
   },
 } as const;
 
+/** Variables whose values may hold a secret. */
+const SECRET_VARIABLES = new Set(['REDIS_URL', 'LID_API_KEY', 'LID_METRICS_TOKEN', 'LID_ADMIN_TOKEN']);
+
 type Table = typeof TABLE;
 export type LidConfig = Readonly<{ [K in keyof Table]: z.output<Table[K]['schema']> }>;
 
@@ -183,9 +186,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LidConfig {
     const raw = env[entry.env];
     const parsed = (entry.schema as z.ZodType).safeParse(raw === undefined || raw === '' ? entry.default : raw);
     if (!parsed.success) {
-      throw new ConfigError(
-        `${entry.env}=${JSON.stringify(raw)} is invalid: ${parsed.error.issues[0]?.message} (${entry.doc})`,
-      );
+      // Secrets (a Redis URL's password, tokens) are never echoed into a message that ends up in logs.
+      const shown = SECRET_VARIABLES.has(entry.env) ? `<hidden, ${raw?.length ?? 0} characters>` : JSON.stringify(raw);
+      throw new ConfigError(`${entry.env}=${shown} is invalid: ${parsed.error.issues[0]?.message} (${entry.doc})`);
     }
     out[key] = parsed.data;
   }
