@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type EmbeddedRedis, ensureEmbeddedRedis, ensureRedisServer, stopEmbeddedRedis } from './embedded-redis.js';
 import { DENIED_COMMANDS } from './redis-credentials.js';
@@ -270,11 +271,18 @@ it('refuses clients without the password, and admits the same client with it', a
   expect(await probe(port, ['PING'], { user: 'default', password: '' })).toMatch(/^-WRONGPASS/);
   expect(await probe(port, ['PING'], { user: 'lid', password: 'guess' })).toMatch(/^-WRONGPASS/);
   expect(await probe(port, ['PING'], auth(dir))).toBe('+PONG'); // control: the same probe with the password
-  // The socket too: a client on it must also authenticate.
-  const viaSocket = connectRedis(`redis://127.0.0.1:${port}`, 'test');
-  viaSocket.on('error', () => {});
-  await expect(viaSocket.ping()).rejects.toThrow(/NOAUTH/);
-  viaSocket.disconnect();
+  // A client library over TCP, and one on the unix socket, must authenticate as well.
+  for (const target of [{ port }, { path: readEndpoint(dir).socket as string }]) {
+    const client = new Redis({ ...target, maxRetriesPerRequest: 0, enableReadyCheck: false });
+    client.on('error', () => {});
+    try {
+      await expect(client.ping()).rejects.toThrow(/NOAUTH/);
+      await client.auth('lid', passwordOf(dir));
+      expect(await client.ping()).toBe('PONG');
+    } finally {
+      client.disconnect();
+    }
+  }
   // The password is nowhere other users can read it: not in the server's command line.
   const pid = readEndpoint(dir).pid as number;
   expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).not.toContain(passwordOf(dir));
