@@ -10,7 +10,7 @@ import { isLidError } from '../common/errors.js';
 import { serverCaps } from '../common/limits.js';
 import { createLogger } from '../common/logger.js';
 import { createMetrics } from '../common/metrics.js';
-import { connectRedis } from '../common/redis.js';
+import { connectRedis, maskRedisUrl } from '../common/redis.js';
 import { startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { buildImage } from '../images/build-image.js';
@@ -84,9 +84,14 @@ async function up(config: LidConfig): Promise<void> {
   let startedRedis = false;
   let url = config.redisUrl;
   if (!url) {
-    const embedded = await ensureEmbeddedRedis(config.dataDir, { onNotice: say });
+    const embedded = await ensureEmbeddedRedis(config.dataDir, { onNotice: say, maxmemory: config.redisMaxmemory });
     ({ url, started: startedRedis } = embedded);
-    say(`${startedRedis ? 'started' : 'using'} the embedded Redis at ${url} (data in ${config.dataDir}/redis)`);
+    say(
+      `${startedRedis ? 'started' : 'using'} the embedded Redis at ${maskRedisUrl(url)} (data in ` +
+        `${config.dataDir}/redis, password in ${config.dataDir}/secrets/redis-password)`,
+    );
+  } else {
+    say(`using the Redis at ${maskRedisUrl(url)}`);
   }
   await buildMissingImages(config);
   const apiKey = await devKey(config, url);

@@ -62,6 +62,13 @@ const unitsWithin = (
   });
 const capSize = (name: 'memoryBytes' | 'outputBytes' | 'diskBytes') =>
   unitsWithin(parseSize, LIMIT_BOUNDS[name], formatSize);
+// 'auto', or a size such as 512m or 2g (binary units), at least 16 MiB: below that BullMQ's own keys barely fit.
+const redisMaxmemory = z
+  .string()
+  .refine((s) => s === 'auto' || (/^\d+(\.\d+)?\s*[kmg]?(i?b)?$/i.test(s.trim()) && parseSize(s) >= 16 * 2 ** 20), {
+    message: 'must be auto or a size of at least 16m, such as 512m or 2g',
+  })
+  .transform((s): number | 'auto' => (s === 'auto' ? 'auto' : parseSize(s)));
 
 const TABLE = {
   dataDir: {
@@ -122,11 +129,23 @@ const TABLE = {
     schema: redisUrl.optional(),
     doc: 'the Redis that holds the queues (default: an embedded redis-server under LID_DATA_DIR)',
   },
+  redisMaxmemory: {
+    env: 'LID_REDIS_MAXMEMORY',
+    default: 'auto',
+    schema: redisMaxmemory,
+    doc: "the embedded Redis's maxmemory, e.g. 2g (auto: a quarter of the machine's memory); when full, new jobs get 503",
+  },
   port: {
     env: 'LID_PORT',
     default: '8080',
     schema: z.coerce.number().int().min(0).max(65535),
     doc: 'the gateway listens on this port (0: any free port)',
+  },
+  maxStreamsPerTenant: {
+    env: 'LID_MAX_STREAMS_PER_TENANT',
+    default: '100',
+    schema: positiveInt.max(1_000_000),
+    doc: 'GET /v1/jobs/:id/events streams a tenant may hold open at once, per gateway process (over it: 429)',
   },
   resultTtlSeconds: {
     env: 'LID_RESULT_TTL',
@@ -168,7 +187,19 @@ const TABLE = {
     env: 'LID_METRICS_TOKEN',
     default: undefined,
     schema: z.string().min(16, 'must be at least 16 characters').optional(),
-    doc: 'when set, GET /metrics (gateway and worker) asks for Authorization: Bearer <it> (default: public)',
+    doc: 'when set, GET /metrics (gateway and worker) asks for Authorization: Bearer <it>, from any address',
+  },
+  metricsPublic: {
+    env: 'LID_METRICS_PUBLIC',
+    default: 'false',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    doc: "true: the gateway's GET /metrics answers any client without a token (default: loopback clients only)",
+  },
+  metricsHost: {
+    env: 'LID_METRICS_HOST',
+    default: '127.0.0.1',
+    schema: z.union([z.ipv4(), z.ipv6(), z.literal('localhost')]),
+    doc: "address the worker's metrics listener binds (e.g. 0.0.0.0 for a Prometheus on another host)",
   },
   workerMetricsPort: {
     env: 'LID_WORKER_METRICS_PORT',
@@ -302,6 +333,9 @@ const TABLE = {
   },
 } as const;
 
+/** Variables whose values may hold a secret. */
+const SECRET_VARIABLES = new Set(['REDIS_URL', 'LID_API_KEY', 'LID_METRICS_TOKEN', 'LID_ADMIN_TOKEN']);
+
 type Table = typeof TABLE;
 export type LidConfig = Readonly<{ [K in keyof Table]: z.output<Table[K]['schema']> }>;
 
@@ -315,9 +349,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LidConfig {
     const raw = env[entry.env];
     const parsed = (entry.schema as z.ZodType).safeParse(raw === undefined || raw === '' ? entry.default : raw);
     if (!parsed.success) {
-      throw new ConfigError(
-        `${entry.env}=${JSON.stringify(raw)} is invalid: ${parsed.error.issues[0]?.message} (${entry.doc})`,
-      );
+      // Secrets (a Redis URL's password, tokens) are never echoed into a message that ends up in logs.
+      const shown = SECRET_VARIABLES.has(entry.env) ? `<hidden, ${raw?.length ?? 0} characters>` : JSON.stringify(raw);
+      throw new ConfigError(`${entry.env}=${shown} is invalid: ${parsed.error.issues[0]?.message} (${entry.doc})`);
     }
     out[key] = parsed.data;
   }

@@ -1,23 +1,43 @@
 // The embedded Redis: a private redis-server that Lid runs for itself when REDIS_URL is unset, so that one machine
 // needs no separate setup. It keeps its AOF under <LID_DATA_DIR>/redis and outlives the `lid` command that started
 // it (its own session, stdio to redis.log), so every `lid` command run with the same LID_DATA_DIR reaches the same
-// server: they find it through the discovery file <LID_DATA_DIR>/redis/endpoint.json. `lid up` owns its lifecycle
-// and stops it with stopEmbeddedRedis. Settings: infra/redis.conf.
+// server: they find it through the discovery file <LID_DATA_DIR>/redis/endpoint.json and its password in
+// <LID_DATA_DIR>/secrets/redis-password. `lid up` owns its lifecycle and stops it with stopEmbeddedRedis.
+// Settings: infra/redis.conf, plus what is generated here (the ACL file, maxmemory).
+//
+// It is closed to other local users: it admits only Lid's ACL user with a generated password
+// (common/redis-credentials.ts), and it runs as the unprivileged `redis` user in a directory only that user can read
+// (common/redis-service-user.ts). The server is started with its working directory already set (as root, before
+// the switch to that user), and every path it uses is relative to it, so it needs no access to the directories
+// above LID_DATA_DIR (a checkout under /root works).
 //
 // Two servers appending to one AOF would corrupt it, so "is ours running?" is decided from /proc, not from a PING
-// alone: ours is a redis-server whose working directory is our redis directory (Redis chdirs to its --dir). One that
-// is alive but slow to answer (replaying a large AOF) is waited for, never replaced; one that runs without a
-// discovery file (its starter was interrupted) is stopped before a new one starts; and a server counts as ready
-// only when the one answering on the port reports our pid (another program may hold a port we were about to use).
+// alone: ours is a redis-server whose working directory is our redis directory. One that is alive but slow to
+// answer (replaying a large AOF) is waited for, never replaced; one that runs without a discovery file (its starter
+// was interrupted) or that refuses our password (started by an older Lid, without one) is stopped before a new one
+// starts; and a server counts as ready only when the one answering on the port reports our pid (another program may
+// hold a port we were about to use).
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withDirLock } from './dir-lock.js';
 import { LidError } from './errors.js';
+import { aclFileContent, ensurePassword, readPassword, REDIS_USER, urlWithCredentials } from './redis-credentials.js';
+import {
+  openLogSafely,
+  prepareRedisDirs,
+  readFileSafely,
+  redisServiceUser,
+  type ServiceUser,
+  writeFileSafely,
+} from './redis-service-user.js';
+import { probe } from './resp-probe.js';
 
 export interface EmbeddedRedis {
+  /** redis://lid:<password>@127.0.0.1:<port>: a secret, never to be logged as it is (see maskRedisUrl). */
   url: string;
   /** True when this call started the server, false when it found one running. */
   started: boolean;
@@ -31,6 +51,8 @@ export interface EnsureEmbeddedRedisOptions {
   install?: boolean;
   /** How long a starting server may take to be ready, AOF replay included (default 60 s). */
   startTimeoutMs?: number;
+  /** The server's maxmemory in bytes, or 'auto' (the default): a quarter of this machine's memory. */
+  maxmemory?: number | 'auto';
 }
 
 /** The discovery file's content. */
@@ -41,24 +63,33 @@ interface Endpoint {
   startedAt: string;
 }
 
+type Probe = 'ready' | 'loading' | 'refused' | 'down';
+
 const MANUAL_INSTALL = 'apt-get install -y --no-install-recommends redis-server';
 const SUN_PATH_MAX = 107; // a unix socket path is at most 108 bytes, NUL included
+// Names inside the redis directory, as the server (whose working directory it is) sees them.
+const ACL = 'users.acl';
+const SOCKET = 'redis.sock';
 
 function layout(dataDir: string) {
   const dir = path.resolve(dataDir, 'redis');
-  const socket = path.join(dir, 'redis.sock');
+  const secrets = path.resolve(dataDir, 'secrets');
+  const socket = path.join(dir, SOCKET);
   return {
+    dataDir: path.resolve(dataDir),
     dir,
+    secrets,
+    password: path.join(secrets, 'redis-password'),
     endpoint: path.join(dir, 'endpoint.json'),
     socket: Buffer.byteLength(socket) <= SUN_PATH_MAX ? socket : null,
     log: path.join(dir, 'redis.log'),
-    lock: path.join(dir, 'start.lock'),
+    // Root's, outside the directory the server's user owns.
+    lock: path.join(secrets, 'redis-start.lock'),
   };
 }
 type Layout = ReturnType<typeof layout>;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const urlOf = (ep: Endpoint) => `redis://127.0.0.1:${ep.port}`;
 
 /** infra/redis.conf of this Lid checkout, also when running the compiled code in dist/. */
 function confPath(): string {
@@ -69,46 +100,31 @@ function confPath(): string {
   }
 }
 
-// --- A minimal RESP client: enough to probe a server without a client library's reconnect logic -------------------
-
-/**
- * Sends one command to 127.0.0.1:port; resolves a status or error line as it is ("+OK", "-LOADING ..."), a bulk
- * string's payload, or null when the server closed the connection without answering (a successful SHUTDOWN).
- */
-function command(port: number, args: string[], timeoutMs = 1000): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const conn = net.connect({ host: '127.0.0.1', port });
-    let received = Buffer.alloc(0);
-    const timer = setTimeout(() => conn.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    const finish = (reply: string | null) => {
-      clearTimeout(timer);
-      conn.destroy();
-      resolve(reply); // later calls are no-ops: a promise settles once
-    };
-    conn.on('connect', () => {
-      conn.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
-    });
-    conn.on('data', (chunk) => {
-      received = Buffer.concat([received, chunk]);
-      const eol = received.indexOf('\r\n');
-      if (eol < 0) return;
-      const line = received.subarray(0, eol).toString();
-      const length = line.startsWith('$') ? Number(line.slice(1)) : -1;
-      if (length < 0) finish(line);
-      else if (received.length >= eol + 2 + length) finish(received.subarray(eol + 2, eol + 2 + length).toString());
-    });
-    conn.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    conn.on('close', () => finish(null));
-  });
+/** maxmemory in bytes: the option, or a quarter of the machine's memory (whole MiB). */
+export function embeddedMaxmemory(option: number | 'auto' = 'auto'): number {
+  return option === 'auto' ? Math.floor(os.totalmem() / 4 / 2 ** 20) * 2 ** 20 : option;
 }
 
-/** True when the server on ep.port is process ep.pid and has loaded its data (INFO answers during AOF replay). */
-async function isReady(ep: Endpoint, timeoutMs = 1000): Promise<boolean> {
-  const info = await command(ep.port, ['INFO'], timeoutMs).catch(() => null);
-  return !!info && new RegExp(`^process_id:${ep.pid}\\r?$`, 'm').test(info) && /^loading:0\r?$/m.test(info);
+/**
+ * The server's config: infra/redis.conf (copied, since the server's user may not be able to read Lid's checkout)
+ * followed by what depends on this machine. The password is not in it: only its hash, in the ACL file.
+ */
+function serverConfig(maxmemory: number): string {
+  const generated = [
+    '# --- Generated by common/embedded-redis.ts at each start ---------------------------------------------------',
+    `aclfile ${ACL}`,
+    `maxmemory ${maxmemory}`,
+  ];
+  return `${fs.readFileSync(confPath(), 'utf8').trimEnd()}\n\n${generated.join('\n')}\n`;
+}
+
+/** Asks the server on ep.port for INFO as Lid's user: is it process ep.pid, has it loaded its data, does it admit us? */
+async function probeServer(ep: Endpoint, password: string, timeoutMs = 1000): Promise<Probe> {
+  const info = await probe(ep.port, ['INFO'], { user: REDIS_USER, password }, timeoutMs).catch(() => null);
+  if (!info) return 'down';
+  if (/^-(WRONGPASS|NOAUTH|NOPERM|ERR AUTH)/.test(info)) return 'refused';
+  if (!new RegExp(`^process_id:${ep.pid}\\r?$`, 'm').test(info)) return 'down'; // another program holds the port
+  return /^loading:0\r?$/m.test(info) ? 'ready' : 'loading';
 }
 
 // --- Processes -------------------------------------------------------------------------------------------------------
@@ -146,13 +162,24 @@ async function waitForExit(pid: number, dir: string, timeoutMs: number): Promise
   return false;
 }
 
-/** The last lines the server logged since byte `from` of its log. */
+/** The last lines the server logged since byte `from` of its log (read without following a link, at most 64 KiB). */
 function logTail(file: string, from: number, lines = 15): string {
+  let fd: number;
   try {
-    const text = fs.readFileSync(file).subarray(from).toString().trimEnd();
-    return text.split('\n').slice(-lines).join('\n') || '(nothing logged)';
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch {
     return '(no log)';
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return '(no log)';
+    const start = Math.max(from, st.size - 64 * 1024);
+    const buf = Buffer.alloc(Math.max(0, st.size - start));
+    fs.readSync(fd, buf, 0, buf.length, start);
+    const text = buf.toString().trimEnd();
+    return text.split('\n').slice(-lines).join('\n') || '(nothing logged)';
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -198,7 +225,7 @@ export async function ensureRedisServer(
 
 function readEndpoint(file: string): Endpoint | null {
   try {
-    const ep = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<Endpoint>;
+    const ep = JSON.parse(readFileSafely(file) ?? '') as Partial<Endpoint>;
     if (Number.isInteger(ep.pid) && Number.isInteger(ep.port)) return ep as Endpoint;
   } catch {
     /* missing or half-written by a crashed writer: as good as none */
@@ -206,30 +233,30 @@ function readEndpoint(file: string): Endpoint | null {
   return null;
 }
 
-function writeEndpoint(file: string, ep: Endpoint): void {
-  // Readers see the old file or the new one, never a partial write.
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(ep, null, 2)}\n`);
-  fs.renameSync(tmp, file);
-}
-
-/** The endpoint of a server that the discovery file names, when it is ours and answers. No lock needed. */
-async function discovered(paths: Layout): Promise<Endpoint | null> {
+/** The endpoint of a server that the discovery file names, when it is ours and admits us. No lock needed. */
+async function discovered(paths: Layout, password: string | null): Promise<Endpoint | null> {
   const ep = readEndpoint(paths.endpoint);
-  return ep && isServerOf(ep.pid, paths.dir) && (await isReady(ep)) ? ep : null;
+  return ep && password && isServerOf(ep.pid, paths.dir) && (await probeServer(ep, password)) === 'ready' ? ep : null;
 }
 
 /** Under the start lock: the server running for this directory, if any, once it answers. */
-async function running(paths: Layout, timeoutMs: number): Promise<Endpoint | null> {
+async function running(paths: Layout, password: string, timeoutMs: number): Promise<Endpoint | null> {
   const ep = readEndpoint(paths.endpoint);
   if (ep && isServerOf(ep.pid, paths.dir)) {
-    await waitUntilReady(ep, paths, timeoutMs, 0);
-    return ep;
+    try {
+      await waitUntilReady(ep, paths, password, timeoutMs, 0);
+      return ep;
+    } catch (e) {
+      if (!(e instanceof RefusedError)) throw e;
+      // Started by an earlier Lid without a password (or with a lost one): replace it, over the same AOF.
+      await shutDown(ep.pid, paths, timeoutMs);
+      return null;
+    }
   }
   // A server without a discovery file: its starter died before writing one, so no client knows it. Stop it rather
   // than guess its port; the caller then starts a fresh one over the same AOF.
   const orphan = findServerProcess(paths.dir);
-  if (orphan !== null) await shutDown(orphan, null, paths, timeoutMs);
+  if (orphan !== null) await shutDown(orphan, paths, timeoutMs);
   return null;
 }
 
@@ -239,11 +266,24 @@ function serverFailure(pid: number, what: string, paths: Layout, logFrom = 0): L
   return new LidError('setup_failed', message, { pid, log: paths.log });
 }
 
-async function waitUntilReady(ep: Endpoint, paths: Layout, timeoutMs: number, logFrom: number): Promise<void> {
+/** The server answers but does not take our password. */
+class RefusedError extends Error {
+  override readonly name = 'RefusedError';
+}
+
+async function waitUntilReady(
+  ep: Endpoint,
+  paths: Layout,
+  password: string,
+  timeoutMs: number,
+  logFrom: number,
+): Promise<void> {
   for (const deadline = Date.now() + timeoutMs; ; await sleep(25)) {
     // Liveness first: a dead server's port may be held by another program that accepts and never answers.
     if (!isServerOf(ep.pid, paths.dir)) throw serverFailure(ep.pid, 'exited before it was ready', paths, logFrom);
-    if (await isReady(ep, 250)) return;
+    const state = await probeServer(ep, password, 250);
+    if (state === 'ready') return;
+    if (state === 'refused') throw new RefusedError(`redis-server (pid ${ep.pid}) refuses Lid's password`);
     if (Date.now() > deadline) {
       const what = `was not ready on 127.0.0.1:${ep.port} within ${timeoutMs / 1000} s`;
       throw serverFailure(ep.pid, what, paths, logFrom);
@@ -252,13 +292,11 @@ async function waitUntilReady(ep: Endpoint, paths: Layout, timeoutMs: number, lo
 }
 
 /**
- * Shuts the server down cleanly and waits for it to exit: SHUTDOWN when its port is known (it fsyncs the AOF, then
- * closes the connection without a reply), else SIGTERM, on which Redis does the same.
+ * Shuts the server down cleanly and waits for it to exit: SIGTERM, on which Redis fsyncs the AOF and exits (Lid's
+ * user may not send SHUTDOWN).
  */
-async function shutDown(pid: number, port: number | null, paths: Layout, timeoutMs: number): Promise<void> {
-  const reply = port === null ? undefined : await command(port, ['SHUTDOWN'], timeoutMs).catch(() => undefined);
-  if (reply?.startsWith('-')) throw serverFailure(pid, `refused to shut down (${reply.slice(1)})`, paths);
-  if (reply === undefined) signal(pid, 'SIGTERM'); // could not ask
+async function shutDown(pid: number, paths: Layout, timeoutMs: number): Promise<void> {
+  signal(pid, 'SIGTERM');
   if (!(await waitForExit(pid, paths.dir, timeoutMs))) {
     throw serverFailure(pid, `still runs ${timeoutMs / 1000} s after being asked to shut down`, paths);
   }
@@ -276,16 +314,35 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startServer(paths: Layout, port: number, timeoutMs: number): Promise<Endpoint> {
-  const logFrom = fs.existsSync(paths.log) ? fs.statSync(paths.log).size : 0;
-  const args = [confPath(), '--dir', paths.dir, '--port', String(port), '--daemonize', 'no'];
-  if (paths.socket) args.push('--unixsocket', paths.socket);
-  const logFd = fs.openSync(paths.log, 'a', 0o600);
+async function startServer(
+  paths: Layout,
+  config: string,
+  user: ServiceUser | null,
+  password: string,
+  port: number,
+  timeoutMs: number,
+): Promise<Endpoint> {
+  const logFrom = fs.existsSync(paths.log) ? fs.lstatSync(paths.log).size : 0;
+  // The config comes on stdin ("-"): a config file's path Redis makes absolute and opens by that path, which the
+  // service user may not be allowed to walk. Names in it are relative (see the header).
+  const args = ['-', '--port', String(port), '--daemonize', 'no'];
+  if (paths.socket) args.push('--unixsocket', SOCKET);
+  const logFd = openLogSafely(paths.log);
   let pid: number | undefined;
   try {
-    // detached: its own session, so neither the end of this command nor a Ctrl-C in its terminal reaches it.
-    const child = spawn('redis-server', args, { detached: true, cwd: paths.dir, stdio: ['ignore', logFd, logFd] });
+    // detached: its own session, so neither the end of this command nor a Ctrl-C in its terminal reaches it. The
+    // working directory is entered before the switch to the service user (libuv: chdir, setgroups, setgid, setuid).
+    // Its environment is minimal: Lid's own (tokens, keys) is none of the server's business.
+    const child = spawn('redis-server', args, {
+      detached: true,
+      cwd: paths.dir,
+      stdio: ['pipe', logFd, logFd],
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    });
     child.once('error', () => {}); // a failed spawn shows as a missing process below
+    child.stdin!.on('error', () => {}); // it exited before reading: its log says why
+    child.stdin!.end(config);
     child.unref();
     pid = child.pid;
   } finally {
@@ -294,10 +351,10 @@ async function startServer(paths: Layout, port: number, timeoutMs: number): Prom
   if (pid === undefined) throw new LidError('setup_failed', `could not run redis-server ${args.join(' ')}`);
   const ep = { pid, port, socket: paths.socket, startedAt: new Date().toISOString() };
   try {
-    await waitUntilReady(ep, paths, timeoutMs, logFrom);
+    await waitUntilReady(ep, paths, password, timeoutMs, logFrom);
   } catch (e) {
     if (isServerOf(pid, paths.dir)) signal(pid, 'SIGKILL'); // hung: nothing it wrote is acknowledged yet
-    throw e;
+    throw e instanceof RefusedError ? serverFailure(pid, e.message, paths, logFrom) : e;
   }
   return ep;
 }
@@ -311,22 +368,31 @@ export async function ensureEmbeddedRedis(
   opts: EnsureEmbeddedRedisOptions = {},
 ): Promise<EmbeddedRedis> {
   const paths = layout(dataDir);
-  const found = await discovered(paths);
-  if (found) return { url: urlOf(found), started: false, pid: found.pid };
+  const known = readPassword(paths.password);
+  const found = await discovered(paths, known);
+  if (found && known) return { url: urlWithCredentials(found.port, known), started: false, pid: found.pid };
   const timeoutMs = opts.startTimeoutMs ?? 60_000;
-  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 }); // the AOF holds every job's input
+  await ensureRedisServer(opts); // the package creates the `redis` user
+  const user = await redisServiceUser();
+  prepareRedisDirs(paths.dataDir, { redis: paths.dir, secrets: paths.secrets }, user);
   return withDirLock(paths.lock, async () => {
-    const other = await running(paths, timeoutMs); // started by whoever held the lock before us
-    if (other) return { url: urlOf(other), started: false, pid: other.pid };
-    await ensureRedisServer(opts);
+    const password = ensurePassword(paths.password);
+    const other = await running(paths, password, timeoutMs); // started by whoever held the lock before us
+    if (other) return { url: urlWithCredentials(other.port, password), started: false, pid: other.pid };
+    // Made at every start, so that a new Lid's settings and a changed password take effect.
+    const config = serverConfig(embeddedMaxmemory(opts.maxmemory));
+    // For the operator's eyes only: the settings the server was started with (it reads them from stdin).
+    writeFileSafely(path.join(paths.dir, 'redis.conf'), config);
+    writeFileSafely(path.join(paths.dir, ACL), aclFileContent(password), { owner: user });
     // The previous server's port when there was one, so that clients still connected to a crashed server reconnect to
     // the new one; if something else holds it now, Redis fails to bind and we move on to a fresh port.
     let port = readEndpoint(paths.endpoint)?.port ?? (await freePort());
     for (let attempt = 1; ; attempt++) {
       try {
-        const ep = await startServer(paths, port, timeoutMs);
-        writeEndpoint(paths.endpoint, ep);
-        return { url: urlOf(ep), started: true, pid: ep.pid };
+        const ep = await startServer(paths, config, user, password, port, timeoutMs);
+        // Readers see the old file or the new one, never a partial write; it holds no secret.
+        writeFileSafely(paths.endpoint, `${JSON.stringify(ep, null, 2)}\n`, { mode: 0o644 });
+        return { url: urlWithCredentials(ep.port, password), started: true, pid: ep.pid };
       } catch (e) {
         // Another program holds the port (the previous one's, or a fresh one taken since freePort let go of it).
         if (attempt === 3 || !(e instanceof LidError) || !/already in use/i.test(e.message)) throw e;
@@ -337,18 +403,19 @@ export async function ensureEmbeddedRedis(
 }
 
 /**
- * Stops the embedded Redis of `dataDir` cleanly (SHUTDOWN: the AOF is flushed and fsynced) and removes its discovery
+ * Stops the embedded Redis of `dataDir` cleanly (SIGTERM: the AOF is flushed and fsynced) and removes its discovery
  * file. Resolves false when none was running.
  */
 export async function stopEmbeddedRedis(dataDir: string, opts: { timeoutMs?: number } = {}): Promise<boolean> {
   const paths = layout(dataDir);
   if (!fs.existsSync(paths.dir)) return false;
   const timeoutMs = opts.timeoutMs ?? 30_000;
+  fs.mkdirSync(paths.secrets, { recursive: true, mode: 0o700 }); // the lock's home: a data dir from an older Lid lacks it
   return withDirLock(paths.lock, async () => {
     const ep = readEndpoint(paths.endpoint);
     const known = ep && isServerOf(ep.pid, paths.dir) ? ep : null;
     const pid = known?.pid ?? findServerProcess(paths.dir); // a server without a discovery file is stopped too
-    if (pid !== null) await shutDown(pid, known?.port ?? null, paths, timeoutMs);
+    if (pid !== null) await shutDown(pid, paths, timeoutMs);
     fs.rmSync(paths.endpoint, { force: true });
     return pid !== null;
   });

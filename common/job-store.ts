@@ -5,6 +5,7 @@
 //   lid:idem:<tenant>:<k> Idempotency-Key -> job id
 //   lid:cancel            pub/sub channel: ids of jobs to cancel now
 //   lid:final             pub/sub channel: ids of jobs that just ended
+//   lid:events            pub/sub channel: ids of jobs whose event stream just grew (the gateway's SSE followers)
 // Records and streams expire LID_RESULT_TTL after the job ends. The BullMQ queue itself is `lid-jobs`.
 import type { Redis } from 'ioredis';
 import type { JobRecord, JobState } from './job.js';
@@ -14,6 +15,8 @@ export const QUEUE_PREFIX = 'lid';
 export const CANCEL_CHANNEL = 'lid:cancel';
 /** pub/sub channel: ids of jobs whose final record was just stored (the gateway's ?wait listens). */
 export const FINAL_CHANNEL = 'lid:final';
+/** pub/sub channel: ids of jobs whose event stream just grew (wakes the gateway's /events followers). */
+export const EVENTS_CHANNEL = 'lid:events';
 const STREAM_MAXLEN = 10_000;
 
 const COMPARE_AND_SET = `
@@ -71,17 +74,27 @@ export class JobStore {
     const key = eventsKey(id);
     const stored = event.type === 'final' ? '{"type":"final"}' : JSON.stringify(event);
     const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', stored);
+    // Published after the entry is in: a follower woken by it finds the entry.
+    tx.publish(EVENTS_CHANNEL, id);
     if (event.type === 'final') tx.expire(key, this.resultTtlSeconds).publish(FINAL_CHANNEL, id);
     await tx.exec();
   }
 
   /**
-   * Reads events after `from` ('0' for all), waiting up to blockMs for new ones (needs its own connection). A final
-   * event comes with the job's record; if the record has expired meanwhile, the final event is left out.
+   * Reads events after `from` ('0' for all): at once, or waiting up to blockMs for new ones (which holds the
+   * connection: give it one of its own). A final event comes with the job's record; if the record has expired
+   * meanwhile, the final event is left out.
    */
-  async readEvents(id: string, from: string, blockMs: number): Promise<{ id: string; event: JobEvent }[]> {
-    const res = (await this.redis.xread('COUNT', 500, 'BLOCK', blockMs, 'STREAMS', eventsKey(id), from)) as
-      [string, [string, string[]][]][] | null;
+  async readEvents(id: string, from: string, blockMs?: number): Promise<{ id: string; event: JobEvent }[]> {
+    const block = blockMs === undefined ? [] : ['BLOCK', blockMs];
+    const res = (await this.redis.xread(
+      'COUNT',
+      500,
+      ...(block as ['BLOCK', number]),
+      'STREAMS',
+      eventsKey(id),
+      from,
+    )) as [string, [string, string[]][]][] | null;
     if (!res) return [];
     const entries: { id: string; event: JobEvent }[] = [];
     for (const [entryId, fields] of res[0]![1]) {
@@ -101,6 +114,20 @@ export class JobStore {
 
   async cancelRequested(id: string): Promise<boolean> {
     return (await this.redis.exists(cancelKey(id))) === 1;
+  }
+
+  /**
+   * Removes records and event streams that nobody was told about (a submission that failed half-way on a full
+   * Redis, where the update marking them failed is refused but DEL is not).
+   */
+  async discard(ids: string[]): Promise<void> {
+    if (ids.length) await this.redis.del(...ids.flatMap((id) => [recordKey(id), eventsKey(id)]));
+  }
+
+  /** Frees an Idempotency-Key that still names `id`, so that a retry of a failed submission is not held to it. */
+  async releaseIdempotencyKey(tenant: string, key: string, id: string): Promise<void> {
+    const k = `lid:idem:${tenant}:${key}`;
+    if ((await this.redis.get(k)) === id) await this.redis.del(k);
   }
 
   /** Maps an Idempotency-Key to a job id once; returns the id that holds the key (maybe an earlier job's). */

@@ -1,7 +1,10 @@
 // Lid's Prometheus metrics: every name, type and label set in one place, made into a prom-client Registry per
 // process (never the library's global default registry, so tests can build several and `lid up` can hand one
-// registry to both its gateway and its worker). Label values stay bounded: tenants are created by admins, images
-// come from the store, states and statuses are finite sets; job ids never become labels.
+// registry to both its gateway and its worker). Label values stay bounded, since every distinct value is a series
+// that Prometheus keeps: states and statuses are finite sets, job ids never become labels, and the labels that come
+// from tenants' input go through a BoundedLabel (at most MAX_TENANT_LABELS tenants and MAX_IMAGE_LABELS images per
+// process, the rest counted together as "_other"). An image label names only an image a job actually ran on: a
+// tenant that submits 10,000 bogus image names gets them counted under "_none", never as 10,000 series.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Queue wait and end-to-end time: from milliseconds (idle service) to minutes (a long backlog). */
@@ -9,8 +12,36 @@ const WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 /** Sandbox set-up takes a few milliseconds; anything near a second means trouble worth seeing. */
 const SETUP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
+/** Distinct tenant label values one process reports; later tenants are counted under OTHER_LABEL. */
+export const MAX_TENANT_LABELS = 200;
+/** Distinct image label values one process reports; later images are counted under OTHER_LABEL. */
+export const MAX_IMAGE_LABELS = 100;
+export const OTHER_LABEL = '_other';
+/** The image label of a job that never ran on an image (not found, refused, cancelled while queued). */
+export const NO_IMAGE_LABEL = '_none';
+const MAX_LABEL_LENGTH = 128;
+
+/** One label's values, kept to `max` distinct ones: the first `max` seen stand for themselves, the rest `_other`. */
+export class BoundedLabel {
+  private readonly seen = new Set<string>();
+
+  constructor(readonly max: number) {}
+
+  value(raw: string): string {
+    const v = raw.slice(0, MAX_LABEL_LENGTH);
+    if (this.seen.has(v)) return v;
+    if (this.seen.size >= this.max) return OTHER_LABEL;
+    this.seen.add(v);
+    return v;
+  }
+}
+
 export interface LidMetrics {
   registry: Registry;
+  /** Every tenant label value goes through this. */
+  tenantLabel: BoundedLabel;
+  /** Every image label value goes through this. */
+  imageLabel: BoundedLabel;
   /** Jobs accepted by the gateway. */
   jobsSubmitted: Counter<'tenant'>;
   /** Jobs that ended on a worker: state (completed, cancelled, error) and status (ok, timeout, ... or error code). */
@@ -42,6 +73,8 @@ export function createMetrics(): LidMetrics {
 
   return {
     registry,
+    tenantLabel: new BoundedLabel(MAX_TENANT_LABELS),
+    imageLabel: new BoundedLabel(MAX_IMAGE_LABELS),
     jobsSubmitted: new Counter({
       name: 'lid_jobs_submitted_total',
       help: 'jobs accepted by the gateway',

@@ -7,7 +7,14 @@ import type { z } from 'zod';
 import type { ErrorCode } from '../common/errors.js';
 
 export type ApiErrorCode =
-  ErrorCode | 'unauthorized' | 'conflict' | 'payload_too_large' | 'rate_limited' | 'queue_full';
+  | ErrorCode
+  | 'unauthorized'
+  | 'forbidden'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'rate_limited'
+  | 'queue_full'
+  | 'unavailable';
 
 export const STATUS_OF = {
   invalid_spec: 400,
@@ -17,11 +24,27 @@ export const STATUS_OF = {
   setup_failed: 503,
   internal: 500,
   unauthorized: 401,
+  forbidden: 403,
   conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,
   queue_full: 429,
+  unavailable: 503,
 } as const satisfies Record<ApiErrorCode, ContentfulStatusCode>;
+
+/**
+ * Redis refused a write because it reached its maxmemory (noeviction: it never drops queued jobs to make room). The
+ * request changed nothing that stays; accepted jobs keep running and their results are stored once memory frees.
+ */
+export function redisFull(): ApiError {
+  return new ApiError(
+    'unavailable',
+    'Redis is full: it has reached its memory limit (maxmemory; LID_REDIS_MAXMEMORY for the embedded one), so ' +
+      'Lid takes no new work until finished jobs expire or the operator raises the limit; retry later',
+    null,
+    { 'Retry-After': '30' },
+  );
+}
 
 /** One thing to fix in a request: where (dotted path, e.g. "jobs.3.limits.timeoutMs") and what. */
 export interface Problem {

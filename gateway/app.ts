@@ -6,7 +6,7 @@ import { createLogger } from '../common/logger.js';
 import { createMetrics } from '../common/metrics.js';
 import { BatchStore } from './batch-store.js';
 import type { GatewayDeps, GatewayEnv, Services } from './deps.js';
-import { FinalNotifier } from './final-notifier.js';
+import { JobNotifier } from './job-notifier.js';
 import { ImageCatalog } from './image-names.js';
 import { authenticate } from './middleware/auth.js';
 import { limitBody } from './middleware/body-limit.js';
@@ -15,6 +15,7 @@ import { rateLimit } from './middleware/rate-limit.js';
 import { logRequests } from './middleware/request-log.js';
 import { traceRequests } from './middleware/trace.js';
 import { Quota } from './quota.js';
+import { StreamCap } from './stream-cap.js';
 import { batchRoutes } from './routes/batches.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -31,7 +32,8 @@ export function createApp(deps: GatewayDeps): Hono<GatewayEnv> {
     quota: new Quota(deps.redis, ttl),
     images: new ImageCatalog(deps.redis),
     batches: new BatchStore(deps.redis, ttl),
-    finals: deps.finals ?? new FinalNotifier(deps.blockingRedis),
+    notifier: deps.notifier ?? new JobNotifier(deps.blockingRedis),
+    streams: deps.streams ?? new StreamCap(deps.config.maxStreamsPerTenant),
     metrics: deps.metrics ?? createMetrics(),
   };
 

@@ -16,7 +16,7 @@ import {
 } from '../test/gateway-harness.js';
 import { createApp } from './app.js';
 import type { GatewayEnv } from './deps.js';
-import { FinalNotifier } from './final-notifier.js';
+import { JobNotifier } from './job-notifier.js';
 
 let h: GatewayHarness;
 let app: Hono<GatewayEnv>;
@@ -29,7 +29,7 @@ beforeAll(async () => {
   ({ app } = h.gateway());
   // The same gateway, configured with LID_ALLOW_PRIVATE_EGRESS=127.0.0.0/8.
   const queue = new Queue('jobs-callback-allowed', { connection: h.redis, prefix: QUEUE_PREFIX });
-  const finals = new FinalNotifier(() => connectRedis(h.server.url, 'test-finals'));
+  const finals = new JobNotifier(() => connectRedis(h.server.url, 'test-finals'));
   closers.push(
     () => queue.close(),
     () => finals.close(),
@@ -41,7 +41,7 @@ beforeAll(async () => {
     jobs: h.jobs,
     tenants: h.tenants,
     config: { ...h.config, egress: EgressPolicy.parse('127.0.0.0/8') },
-    finals,
+    notifier: finals,
   });
   tenant = await h.tenant();
 });

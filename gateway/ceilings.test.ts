@@ -11,14 +11,14 @@ import { QUEUE_PREFIX } from '../common/job-store.js';
 import { connectRedis } from '../common/redis.js';
 import { call, expectError, type GatewayHarness, startGatewayHarness } from '../test/gateway-harness.js';
 import { createApp } from './app.js';
-import { FinalNotifier } from './final-notifier.js';
+import { JobNotifier } from './job-notifier.js';
 
 const MiB = 1024 * 1024;
 const job = { image: 'busybox', command: ['true'] };
 
 let h: GatewayHarness;
 const queues: Queue[] = [];
-const notifiers: FinalNotifier[] = [];
+const notifiers: JobNotifier[] = [];
 
 beforeAll(async () => {
   h = await startGatewayHarness();
@@ -36,7 +36,7 @@ function gatewayWithCaps(env: Record<string, string>) {
     connection: h.redis,
     prefix: QUEUE_PREFIX,
   });
-  const finals = new FinalNotifier(() => connectRedis(h.server.url, 'test-finals'));
+  const finals = new JobNotifier(() => connectRedis(h.server.url, 'test-finals'));
   queues.push(queue);
   notifiers.push(finals);
   const app = createApp({
@@ -46,7 +46,7 @@ function gatewayWithCaps(env: Record<string, string>) {
     jobs: h.jobs,
     tenants: h.tenants,
     config,
-    finals,
+    notifier: finals,
   });
   return { app, queue };
 }

@@ -8,28 +8,32 @@ import type { LidConfig } from '../common/config.js';
 import type { JobStore } from '../common/job-store.js';
 import type { LidMetrics } from '../common/metrics.js';
 import type { BatchStore } from './batch-store.js';
-import type { FinalNotifier } from './final-notifier.js';
+import type { JobNotifier } from './job-notifier.js';
 import type { ImageCatalog } from './image-names.js';
 import type { Quota } from './quota.js';
+import type { StreamCap } from './stream-cap.js';
 import type { Tenant, TenantStore } from './tenants.js';
 
 export interface GatewayDeps {
   redis: Redis;
-  /** A fresh connection for blocking reads (XREAD BLOCK); whoever asks for one closes it. */
+  /** A fresh connection for the notifier's pub/sub subscription; whoever asks for one closes it. */
   blockingRedis: () => Redis;
   queue: Queue;
   jobs: JobStore;
   tenants: TenantStore;
   config: LidConfig;
   logger?: Logger;
-  /** Shared wait for jobs to end; made from blockingRedis when absent (its owner closes it). */
-  finals?: FinalNotifier;
+  /** Shared wait for jobs to end or their events to grow; made from blockingRedis when absent (its owner closes it). */
+  notifier?: JobNotifier;
+  /** Open /events streams per tenant on this gateway; made from LID_MAX_STREAMS_PER_TENANT when absent. */
+  streams?: StreamCap;
   /** Prometheus metrics served on /metrics; `lid up` shares one registry with its worker. Made when absent. */
   metrics?: LidMetrics;
 }
 
 export interface Services extends Required<GatewayDeps> {
-  finals: FinalNotifier;
+  notifier: JobNotifier;
+  streams: StreamCap;
   quota: Quota;
   images: ImageCatalog;
   batches: BatchStore;

@@ -1,9 +1,10 @@
 // Following a job's event stream (lid:job:<id>:events: state changes, output chunks, then `final`) as it grows.
-// Each follower blocks on a Redis connection of its own (XREAD BLOCK holds its connection), made when it starts and
-// closed when it ends: after `final`, at its deadline, when its consumer stops, or when its signal aborts (the
-// client went away), which also breaks off a read in progress.
+// Followers hold no Redis connection of their own: each reads new entries without blocking on the gateway's shared
+// connection, and in between waits on the gateway's one pub/sub subscription (gateway/job-notifier.ts) for the
+// job's id on lid:events, which every append publishes. A follower ends after `final`, at its deadline, when its
+// consumer stops, or when its signal aborts (the client went away).
 import { FINAL_STATES, type JobRecord } from '../common/job.js';
-import { type JobEvent, JobStore } from '../common/job-store.js';
+import { EVENTS_CHANNEL, FINAL_CHANNEL, type JobEvent, JobStore } from '../common/job-store.js';
 import type { Services } from './deps.js';
 
 export const isFinal = (r: JobRecord): boolean => FINAL_STATES.includes(r.state);
@@ -30,39 +31,32 @@ export async function* followEvents(
   opts: FollowOptions = {},
 ): AsyncGenerator<StreamEntry | null> {
   const { until = Infinity, idleMs = 15_000, signal } = opts;
-  const connection = s.blockingRedis();
-  const store = new JobStore(connection, s.config.resultTtlSeconds);
-  const hangUp = () => connection.disconnect();
-  signal?.addEventListener('abort', hangUp, { once: true });
-  try {
-    let from = opts.from ?? '0';
-    while (!signal?.aborted) {
-      const left = until - Date.now();
-      if (left <= 0) return;
-      let entries: StreamEntry[];
-      try {
-        // BLOCK 0 would mean "forever": always ask for at least 1 ms.
-        entries = await store.readEvents(jobId, from, Math.max(1, Math.min(left, idleMs)));
-      } catch (e) {
-        if (signal?.aborted) return;
-        throw e;
-      }
-      if (entries.length === 0) yield null;
-      for (const entry of entries) {
-        from = entry.id;
-        yield entry;
-        if (entry.event.type === 'final') return;
-      }
+  const store = new JobStore(s.redis, s.config.resultTtlSeconds);
+  let from = opts.from ?? '0';
+  while (!signal?.aborted && Date.now() < until) {
+    const quietUntil = Math.min(until, Date.now() + idleMs);
+    let entries: StreamEntry[] = [];
+    const read = async () => (entries = await store.readEvents(jobId, from)).length > 0;
+    // Registered before the first read, so an append between the read and the wait still wakes us.
+    await s.notifier.wait(EVENTS_CHANNEL, jobId, quietUntil, read, signal);
+    if (signal?.aborted) return;
+    if (entries.length === 0) await read(); // woken by an append, or quiet until quietUntil
+    if (entries.length === 0) {
+      if (Date.now() >= quietUntil) yield null;
+      continue;
     }
-  } finally {
-    signal?.removeEventListener('abort', hangUp);
-    connection.disconnect();
+    for (const entry of entries) {
+      from = entry.id;
+      yield entry;
+      if (entry.event.type === 'final') return;
+    }
   }
 }
 
 /** Resolves when the job has ended, or at the deadline, whichever comes first (one shared subscription). */
 export async function waitForFinal(s: Services, jobId: string, until: number, signal?: AbortSignal): Promise<void> {
-  await s.finals.wait(
+  await s.notifier.wait(
+    FINAL_CHANNEL,
     jobId,
     until,
     async () => {

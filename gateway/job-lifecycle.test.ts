@@ -18,6 +18,7 @@ import {
 } from '../test/gateway-harness.js';
 import type { GatewayEnv } from './deps.js';
 import { queuedKey } from './quota.js';
+import { StreamCap } from './stream-cap.js';
 
 let h: GatewayHarness;
 beforeAll(async () => {
@@ -30,10 +31,10 @@ const now = () => new Date().toISOString();
 
 /** Stand-in worker (test scaffolding): runs each job by calling `run`, holding it while `run` is pending. */
 function fakeWorker(queue: Queue, run: (job: Job<QueuedJob>) => Promise<void>): Worker {
-  const { hostname, port } = new URL(h.server.url);
+  const { hostname, port, username, password } = new URL(h.server.url);
   // Connection options rather than a connection: the Worker then owns its connections and closes them.
   return new Worker<QueuedJob>(queue.name, run, {
-    connection: { host: hostname, port: Number(port) },
+    connection: { host: hostname, port: Number(port), username, password },
     prefix: QUEUE_PREFIX,
   });
 }
@@ -219,22 +220,29 @@ describe('events (SSE)', () => {
     expect((await readSse(resumed)).map((e) => e.event)).toEqual(['state', 'final']);
   });
 
-  it('stops following (and frees its Redis connection) when the client goes away', async () => {
-    const { app } = h.gateway();
+  it('stops following when the client goes away, freeing its wait and its stream slot; it has no connection', async () => {
+    const streams = new StreamCap(10);
+    const { app, notifier } = h.gateway(undefined, { streams });
     const t = await h.tenant();
     const { id } = (await call(app, 'POST', '/v1/jobs', { tenant: t, body: job })).body;
     const res = await app.request(`/v1/jobs/${id}/events`, { headers: t.headers });
-    let following = 0;
+    let following = { waiting: 0, open: 0, connections: -1 };
     const events = await readSse(res, async (events) => {
-      following = await connectionsNamed(h.redis, EVENTS_CONNECTION);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // past the replay, into the wait
+      following = {
+        waiting: notifier.waiting,
+        open: streams.count(t.name),
+        connections: await connectionsNamed(h.redis, EVENTS_CONNECTION),
+      };
       return events.length === 1;
     });
     expect(events).toHaveLength(1);
-    expect(following).toBe(1); // the stream was following the job on its own connection
-    for (let i = 0; i < 50 && (await connectionsNamed(h.redis, EVENTS_CONNECTION)) > 0; i++) {
+    // It was following: waiting on the shared subscription, holding a slot, and no Redis connection of its own.
+    expect(following).toEqual({ waiting: 1, open: 1, connections: 0 });
+    for (let i = 0; i < 50 && (notifier.waiting > 0 || streams.count(t.name) > 0); i++) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    expect(await connectionsNamed(h.redis, EVENTS_CONNECTION)).toBe(0);
+    expect({ waiting: notifier.waiting, open: streams.count(t.name) }).toEqual({ waiting: 0, open: 0 });
   });
 });
 

@@ -1,15 +1,23 @@
 // GET /metrics and /dashboard's access rules through app.request against a real Redis: the Prometheus text names
 // every lid_ metric with its type, submissions and (simulated, as `lid up`'s in-process worker would record them)
-// job ends move the counters, LID_METRICS_TOKEN closes /metrics, and the dashboard is off without LID_ADMIN_TOKEN,
-// refuses a missing or wrong token, and trades ?token= for a cookie.
+// job ends move the counters; /metrics answers only loopback clients unless LID_METRICS_TOKEN (then it asks for the
+// token) or LID_METRICS_PUBLIC opens it; and the dashboard is off without LID_ADMIN_TOKEN, refuses a missing or
+// wrong token, and trades ?token= for a cookie.
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
 import { QUEUE_PREFIX } from '../common/job-store.js';
 import { createMetrics, type LidMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
-import { call, type GatewayHarness, startGatewayHarness, type TestTenant } from '../test/gateway-harness.js';
+import {
+  call,
+  expectError,
+  type GatewayHarness,
+  startGatewayHarness,
+  type TestTenant,
+} from '../test/gateway-harness.js';
 import { createApp } from './app.js';
+import { isLoopback, metricsAccess } from './routes/metrics.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const SCRAPE = 'scrape-token-for-tests-012345';
@@ -45,7 +53,7 @@ function sample(text: string, series: string): number | null {
 describe('GET /metrics', () => {
   it('answers Prometheus text naming every lid_ metric with its type', async () => {
     const { app } = appWith();
-    const res = await call(app, 'GET', '/metrics');
+    const res = await call(app, 'GET', '/metrics', { remote: '127.0.0.1' });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const types = {
@@ -78,19 +86,61 @@ describe('GET /metrics', () => {
     const labels = { state: 'completed', status: 'ok', tenant: acme.name, image: 'busybox' };
     metrics.jobsEnded.inc(labels);
     metrics.endToEnd.observe({ image: 'busybox' }, 0.02);
-    const text = (await call(app, 'GET', '/metrics')).body as string;
+    const text = (await call(app, 'GET', '/metrics', { remote: '127.0.0.1' })).body as string;
     expect(sample(text, `lid_jobs_submitted_total{tenant="${acme.name}"}`)).toBe(2);
     expect(sample(text, `lid_jobs_total{state="completed",status="ok",tenant="${acme.name}",image="busybox"}`)).toBe(1);
     expect(sample(text, 'lid_job_end_to_end_seconds_count{image="busybox"}')).toBe(1);
     expect(sample(text, 'lid_job_end_to_end_seconds_bucket{le="0.025",image="busybox"}')).toBe(1);
   });
 
-  it('asks for LID_METRICS_TOKEN when it is set', async () => {
+  it('asks for LID_METRICS_TOKEN when it is set, from any address, loopback included', async () => {
     const { app } = appWith({ LID_METRICS_TOKEN: SCRAPE });
-    expect((await call(app, 'GET', '/metrics')).status).toBe(401);
-    expect((await call(app, 'GET', '/metrics', { headers: { Authorization: 'Bearer wrong' } })).status).toBe(401);
-    const ok = await call(app, 'GET', '/metrics', { headers: { Authorization: `Bearer ${SCRAPE}` } });
-    expect(ok.status).toBe(200);
+    for (const remote of ['127.0.0.1', '203.0.113.7']) {
+      expect((await call(app, 'GET', '/metrics', { remote })).status).toBe(401);
+      const wrong = { remote, headers: { Authorization: 'Bearer wrong' } };
+      expect((await call(app, 'GET', '/metrics', wrong)).status).toBe(401);
+      const ok = await call(app, 'GET', '/metrics', { remote, headers: { Authorization: `Bearer ${SCRAPE}` } });
+      expect(ok.status).toBe(200);
+    }
+  });
+
+  it('refuses a client from another address without a token (control: the same request from loopback)', async () => {
+    const { app } = appWith();
+    const refused = await call(app, 'GET', '/metrics', { remote: '203.0.113.7' });
+    expectError(refused, 403, 'forbidden');
+    expect(refused.body.error.message).toMatch(/LID_METRICS_TOKEN.*LID_METRICS_PUBLIC=true/);
+    expect((await call(app, 'GET', '/metrics', { remote: '::ffff:10.1.2.3' })).status).toBe(403);
+    expect((await call(app, 'GET', '/metrics')).status).toBe(403); // no address known: not loopback
+    expect((await call(app, 'GET', '/metrics', { remote: '127.0.0.1' })).status).toBe(200);
+    expect((await call(app, 'GET', '/metrics', { remote: '::1' })).status).toBe(200);
+    // LID_METRICS_PUBLIC=true opens it to all.
+    const open = appWith({ LID_METRICS_PUBLIC: 'true' }).app;
+    expect((await call(open, 'GET', '/metrics', { remote: '203.0.113.7' })).status).toBe(200);
+  });
+});
+
+describe('metricsAccess (the rule, as a function of the address)', () => {
+  const loopback = ['127.0.0.1', '127.255.3.4', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '::FFFF:127.1.2.3'];
+  const others = ['10.0.0.5', '192.168.1.2', '8.8.8.8', '0.0.0.0', '::', '::ffff:10.0.0.1', 'fe80::1', '2001:db8::1'];
+  const unknown = [undefined, '', 'localhost', '127.0.0.1.evil', '1::1'];
+
+  it('lets loopback clients in and keeps every other address out', () => {
+    for (const a of loopback) {
+      expect(isLoopback(a), a).toBe(true);
+      expect(metricsAccess(a, undefined, { public: false }), a).toBe('allowed');
+    }
+    for (const a of [...others, ...unknown]) {
+      expect(isLoopback(a), String(a)).toBe(false);
+      expect(metricsAccess(a, undefined, { public: false }), String(a)).toBe('local_only');
+      expect(metricsAccess(a, undefined, { public: true }), String(a)).toBe('allowed');
+    }
+  });
+
+  it('with a token, asks every address for it', () => {
+    for (const a of [...loopback, ...others]) {
+      expect(metricsAccess(a, undefined, { token: SCRAPE, public: true })).toBe('needs_token');
+      expect(metricsAccess(a, `Bearer ${SCRAPE}`, { token: SCRAPE, public: false })).toBe('allowed');
+    }
   });
 });
 

@@ -1,6 +1,5 @@
-// startGateway as a real HTTP server on a free port, with its own Redis connections: it reports its real URL,
-// frees a follower's Redis connection when an SSE client disconnects, and closes (idempotently) even while a stream
-// is still open.
+// startGateway as a real HTTP server on a free port, with its own Redis connections: it reports its real URL, serves
+// SSE streams without a Redis connection per stream, and closes (idempotently) even while a stream is still open.
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
@@ -44,22 +43,34 @@ it('listens on a free port and serves the API', async () => {
   expect(res.status).toBe(202);
 });
 
-it('frees the Redis connection of an SSE stream when the client disconnects', async () => {
+it('serves an SSE stream on its shared connections: none opens for it, none is left when it ends', async () => {
   const submitted = await fetch(`${gateway.url}/v1/jobs`, {
     method: 'POST',
     headers: auth,
     body: JSON.stringify({ image: 'busybox' }),
   });
   const { id } = (await submitted.json()) as { id: string };
+  const connections = async () =>
+    (await connectionsNamed(redis, 'gateway')) + (await connectionsNamed(redis, 'gateway-notifier'));
   const client = new AbortController();
   const res = await fetch(`${gateway.url}/v1/jobs/${id}/events`, { headers: auth, signal: client.signal });
   const reader = res.body!.getReader();
   await reader.read(); // the replayed `queued` event
-  await settle(async () => (await connectionsNamed(redis, 'gateway-events')) === 1);
-  expect(await connectionsNamed(redis, 'gateway-events')).toBe(1);
+  await settle(async () => (await connectionsNamed(redis, 'gateway-notifier')) === 1);
+  const whileOpen = await connections();
+  expect(whileOpen).toBe(2); // the gateway's connection and its one subscription
   client.abort();
-  await settle(async () => (await connectionsNamed(redis, 'gateway-events')) === 0);
-  expect(await connectionsNamed(redis, 'gateway-events')).toBe(0);
+  const again = await fetch(`${gateway.url}/v1/jobs/${id}/events`, { headers: auth });
+  const second = again.body!.getReader();
+  await second.read();
+  expect(await connections()).toBe(whileOpen); // a second stream costs nothing either
+  await second.cancel();
+});
+
+it('serves /metrics to a client on this machine (loopback), with no token set', async () => {
+  const res = await fetch(`${gateway.url}/metrics`);
+  expect(res.status).toBe(200);
+  expect(await res.text()).toContain('# TYPE lid_jobs_submitted_total counter');
 });
 
 it('closes with a stream still open, once however often it is asked', async () => {
@@ -73,7 +84,7 @@ it('closes with a stream still open, once however often it is asked', async () =
   expect(Date.now() - started).toBeLessThan(5000);
   await expect(fetch(`${gateway.url}/healthz`)).rejects.toThrow();
   const open = async () =>
-    (await connectionsNamed(redis, 'gateway')) + (await connectionsNamed(redis, 'gateway-events'));
+    (await connectionsNamed(redis, 'gateway')) + (await connectionsNamed(redis, 'gateway-notifier'));
   await settle(async () => (await open()) === 0);
   expect(await open()).toBe(0);
 });

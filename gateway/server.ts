@@ -13,7 +13,7 @@ import { createMetrics } from '../common/metrics.js';
 import { connectRedis, redisUrl } from '../common/redis.js';
 import { createApp } from './app.js';
 import type { GatewayDeps } from './deps.js';
-import { FinalNotifier } from './final-notifier.js';
+import { JobNotifier } from './job-notifier.js';
 import { TenantStore } from './tenants.js';
 
 /** Streams (SSE, ?wait) still open this long after close() starts are cut; clients reconnect elsewhere. */
@@ -37,11 +37,12 @@ export async function startGateway(config: LidConfig, deps: Partial<GatewayDeps>
   };
   const redis = deps.redis ?? open('gateway');
   const queue = deps.queue ?? new Queue(QUEUE_NAME, { connection: redis, prefix: QUEUE_PREFIX });
-  const finals = deps.finals ?? new FinalNotifier(deps.blockingRedis ?? (() => open('gateway-finals')));
+  // One subscription for the whole process: ?wait and every /events stream share it.
+  const notifier = deps.notifier ?? new JobNotifier(deps.blockingRedis ?? (() => open('gateway-notifier')));
   const app = createApp({
-    finals,
+    notifier,
     redis,
-    blockingRedis: deps.blockingRedis ?? (() => open('gateway-events')),
+    blockingRedis: deps.blockingRedis ?? (() => open('gateway-notifier')),
     queue,
     jobs: deps.jobs ?? new JobStore(redis, config.resultTtlSeconds),
     tenants: deps.tenants ?? new TenantStore(redis),
@@ -59,7 +60,7 @@ export async function startGateway(config: LidConfig, deps: Partial<GatewayDeps>
 
   // In order: stop taking requests, then close what this function opened (the queue uses the connection).
   const cleanups: [string, () => Promise<unknown>][] = [['http server', () => stopServer(server)]];
-  if (!deps.finals) cleanups.push(['final notifier', async () => finals.close()]);
+  if (!deps.notifier) cleanups.push(['notifier', async () => notifier.close()]);
   if (!deps.queue) cleanups.push(['queue', () => queue.close()]);
   if (!deps.redis) cleanups.push(['redis', () => redis.quit()]);
 

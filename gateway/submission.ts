@@ -2,11 +2,17 @@
 // (Idempotency-Key): `reserve` counts the jobs against the tenant's max queued and names them; `commit` writes their
 // records (state queued) and only then adds them to BullMQ, so a worker never takes a job that has no record; if the
 // add fails the records are marked `error` and the reservation is given back. `abandon` gives it back unused.
+//
+// When Redis is full (maxmemory, noeviction) the writes that would undo a half-done submission are refused too:
+// the records are then deleted (DEL is allowed on a full Redis) and the reservation is given back in the background
+// once memory frees, so that the tenant's queued count does not keep a job that never was. The Redis error itself
+// goes up unchanged, for the error handler to answer 503 "Redis is full".
 import type { Attributes, Span } from '@opentelemetry/api';
 import type { JobsOptions } from 'bullmq';
 import { LidError } from '../common/errors.js';
 import type { JobRecord, JobRequest, QueuedJob } from '../common/job.js';
 import { fairPriority, newJobId } from '../common/queue-client.js';
+import { isRedisFull } from '../common/redis.js';
 import { ATTR, inSpan, limitAttributes, spanTraceId, traceparentOf } from '../common/telemetry.js';
 import type { Services } from './deps.js';
 import type { Tenant } from './tenants.js';
@@ -17,6 +23,9 @@ const JOB_OPTIONS = {
   removeOnComplete: 1000,
   removeOnFail: 1000,
 } as const satisfies JobsOptions;
+
+/** How long a reservation refused by a full Redis is retried in the background. */
+const RELEASE_RETRY_MS = 15 * 60_000;
 
 export class Submission {
   private settled = false;
@@ -50,7 +59,27 @@ export class Submission {
   async abandon(): Promise<void> {
     if (this.settled) return;
     this.settled = true;
-    await this.s.quota.releaseQueued(this.tenant.name, this.requests.length);
+    await this.release();
+  }
+
+  /** Gives the reservation back; on a full Redis, keeps trying in the background (for up to RELEASE_RETRY_MS). */
+  private async release(): Promise<void> {
+    const { s, tenant } = this;
+    const n = this.requests.length;
+    try {
+      await s.quota.releaseQueued(tenant.name, n);
+    } catch (e) {
+      if (!isRedisFull(e)) throw e;
+      const deadline = Date.now() + RELEASE_RETRY_MS;
+      const retry = (delay: number) =>
+        setTimeout(() => {
+          s.quota.releaseQueued(tenant.name, n).catch((err: unknown) => {
+            if (isRedisFull(err) && Date.now() < deadline) retry(Math.min(delay * 2, 10_000));
+            else s.logger.error({ err, tenant: tenant.name, n }, 'could not give back a queued-jobs reservation');
+          });
+        }, delay).unref();
+      retry(500);
+    }
   }
 
   /** Writes the records, then queues the jobs (tagged with their batch, when they are one). */
@@ -93,11 +122,12 @@ export class Submission {
       else await this.s.queue.addBulk(entries);
     } catch (e) {
       await this.failAll(records, `could not queue the job: ${(e as Error).message}`);
+      if (isRedisFull(e)) throw e;
       throw new LidError('setup_failed', 'could not queue the job: Redis is unavailable, retry shortly', {
         cause: (e as Error).message,
       });
     }
-    this.s.metrics.jobsSubmitted.inc({ tenant: this.tenant.name }, records.length);
+    this.s.metrics.jobsSubmitted.inc({ tenant: this.s.metrics.tenantLabel.value(this.tenant.name) }, records.length);
     return records;
   }
 
@@ -150,7 +180,7 @@ export class Submission {
 
   private async failAll(records: JobRecord[], message: string): Promise<void> {
     const finishedAt = new Date().toISOString();
-    await this.s.quota.releaseQueued(this.tenant.name, records.length).catch(() => {});
+    await this.release().catch(() => {});
     try {
       for (const r of records) {
         const failed = await this.s.jobs.update(r.id, (current) => ({
@@ -162,6 +192,14 @@ export class Submission {
         if (failed) await this.s.jobs.emit(r.id, { type: 'final', record: failed });
       }
     } catch (e) {
+      if (isRedisFull(e)) {
+        // Nobody was told these ids (the request fails): remove the records rather than leave them `queued`.
+        const discarded = await this.s.jobs.discard(records.map((r) => r.id)).then(
+          () => true,
+          () => false,
+        );
+        if (discarded) return;
+      }
       this.s.logger.error({ err: e, tenant: this.tenant.name }, 'could not mark unqueued jobs as failed');
     }
   }

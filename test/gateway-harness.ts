@@ -10,12 +10,12 @@ import { type LidConfig, loadConfig } from '../common/config.js';
 import { JobStore, QUEUE_PREFIX } from '../common/job-store.js';
 import { connectRedis } from '../common/redis.js';
 import { createApp } from '../gateway/app.js';
-import { FinalNotifier } from '../gateway/final-notifier.js';
-import type { GatewayEnv } from '../gateway/deps.js';
+import { JobNotifier } from '../gateway/job-notifier.js';
+import type { GatewayDeps, GatewayEnv } from '../gateway/deps.js';
 import { type TenantSettings, TenantStore } from '../gateway/tenants.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
-/** The connection name blocking readers get, to count them in CLIENT LIST. */
+/** The connection name of what blockingRedis makes (the notifier's subscription), to count them in CLIENT LIST. */
 export const EVENTS_CONNECTION = 'test-events';
 
 export interface TestTenant {
@@ -36,8 +36,8 @@ export interface GatewayHarness {
   config: LidConfig;
   jobs: JobStore;
   tenants: TenantStore;
-  /** An app with a fresh queue, or with the queue given. */
-  gateway(queue?: Queue): { app: Hono<GatewayEnv>; queue: Queue };
+  /** An app with a fresh queue, or with the queue given; `extra` overrides other deps (a StreamCap, say). */
+  gateway(queue?: Queue, extra?: Partial<GatewayDeps>): { app: Hono<GatewayEnv>; queue: Queue; notifier: JobNotifier };
   tenant(settings?: Partial<TenantSettings>): Promise<TestTenant>;
   close(): Promise<void>;
 }
@@ -49,7 +49,7 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
   const jobs = new JobStore(redis, config.resultTtlSeconds);
   const tenants = new TenantStore(redis);
   const queues: Queue[] = [];
-  const notifiers: FinalNotifier[] = [];
+  const notifiers: JobNotifier[] = [];
   let n = 0;
   return {
     server,
@@ -57,16 +57,17 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
     config,
     jobs,
     tenants,
-    gateway(given) {
+    gateway(given, extra = {}) {
       const queue =
         given ??
         new Queue(`jobs-${crypto.randomBytes(4).toString('hex')}`, { connection: redis, prefix: QUEUE_PREFIX });
       if (!given) queues.push(queue);
       const blockingRedis = () => connectRedis(server.url, EVENTS_CONNECTION);
-      // ?wait shares one subscription per gateway; its own connection name keeps it out of the events counts.
-      const finals = new FinalNotifier(() => connectRedis(server.url, 'test-finals'));
-      notifiers.push(finals);
-      return { app: createApp({ redis, blockingRedis, queue, jobs, tenants, config, finals }), queue };
+      // ?wait and /events share one subscription per gateway, on a connection named apart.
+      const notifier = new JobNotifier(() => connectRedis(server.url, 'test-notifier'));
+      notifiers.push(notifier);
+      const app = createApp({ redis, blockingRedis, queue, jobs, tenants, config, notifier, ...extra });
+      return { app, queue, notifier };
     },
     async tenant(settings = {}) {
       const name = `t${++n}-${crypto.randomBytes(3).toString('hex')}`;
@@ -88,13 +89,22 @@ export async function call(
   app: Hono<GatewayEnv>,
   method: string,
   path: string,
-  opts: { tenant?: TestTenant; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  opts: {
+    tenant?: TestTenant;
+    body?: unknown;
+    raw?: string;
+    headers?: Record<string, string>;
+    /** The client address the app sees, as @hono/node-server would report it (none by default). */
+    remote?: string;
+  } = {},
 ): Promise<Reply> {
-  const res = await app.request(path, {
+  const init = {
     method,
     headers: { ...(opts.tenant?.headers ?? {}), 'Content-Type': 'application/json', ...(opts.headers ?? {}) },
     body: opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)),
-  });
+  };
+  const env = opts.remote === undefined ? undefined : { incoming: { socket: { remoteAddress: opts.remote } } };
+  const res = await app.request(path, init, env);
   const text = await res.text();
   let body: unknown = text;
   if (res.headers.get('content-type')?.includes('application/json')) body = JSON.parse(text);

@@ -1,10 +1,15 @@
 // A private redis-server for tests: its own port and directory, AOF on (as the embedded default runs it), and
-// kill/restart on the same port and data, for the durability tests.
+// kill/restart on the same port and data, for the durability tests. It is locked down as the embedded server is
+// (common/redis-credentials.ts): the `default` user off, Lid's user with a password and the same denied commands,
+// so every test that uses it also checks that Lid and BullMQ work through a URL with credentials and that the
+// commands Lid's user may not run are commands they never need.
 import { type ChildProcess, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { aclFileContent, REDIS_USER } from '../common/redis-credentials.js';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -32,7 +37,10 @@ async function waitForPort(port: number): Promise<void> {
 }
 
 export interface TestRedis {
+  /** redis://lid:<password>@127.0.0.1:<port> */
   url: string;
+  port: number;
+  password: string;
   dir: string;
   /** SIGKILL: no shutdown save, only what the AOF already holds survives. */
   kill(): Promise<void>;
@@ -40,9 +48,16 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-export async function startTestRedis(): Promise<TestRedis> {
+export interface TestRedisOptions {
+  /** maxmemory, as redis.conf takes it (e.g. "8mb"); default none. */
+  maxmemory?: string;
+}
+
+export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestRedis> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-test-redis-'));
   const port = await freePort();
+  const password = crypto.randomBytes(16).toString('hex');
+  fs.writeFileSync(path.join(dir, 'users.acl'), aclFileContent(password), { mode: 0o600 });
   let child: ChildProcess;
   const start = async () => {
     child = spawn(
@@ -62,6 +77,9 @@ export async function startTestRedis(): Promise<TestRedis> {
         '',
         '--maxmemory-policy',
         'noeviction',
+        '--aclfile',
+        path.join(dir, 'users.acl'),
+        ...(opts.maxmemory ? ['--maxmemory', opts.maxmemory] : []),
       ],
       { stdio: 'ignore' },
     );
@@ -74,7 +92,9 @@ export async function startTestRedis(): Promise<TestRedis> {
   };
   await start();
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${REDIS_USER}:${password}@127.0.0.1:${port}`,
+    port,
+    password,
     dir,
     kill,
     restart: start,

@@ -6,6 +6,7 @@ import { FINAL_STATES, type JobRecord, type JobRequest, type QueuedJob } from '.
 import type { JobEvent, JobStore } from '../common/job-store.js';
 import { capCeilings, fitLimits, type LimitValues, runLimits } from '../common/limits.js';
 import { encodeChunk, encodeOutput } from '../common/output-encoding.js';
+import { retryWhileRedisFull } from '../common/redis.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
 import { ATTR, inSpan, nowMs } from '../common/telemetry.js';
 import { jobDefaults } from '../images/image-defaults.js';
@@ -68,11 +69,14 @@ export class JobRunner {
     private readonly rlimits: { nofile: number; stack: number },
   ) {}
 
+  /** Stores the final record; on a full Redis it waits for room rather than fail (and later rerun) the job. */
   private async finish(id: string, change: Partial<JobRecord>): Promise<JobRecord | null> {
-    const record = await this.jobs.update(id, (r) =>
-      FINAL_STATES.includes(r.state) ? null : { ...r, ...change, finishedAt: now() },
+    const record = await retryWhileRedisFull(() =>
+      this.jobs.update(id, (r) => (FINAL_STATES.includes(r.state) ? null : { ...r, ...change, finishedAt: now() })),
     );
-    if (record && FINAL_STATES.includes(record.state)) await this.jobs.emit(id, { type: 'final', record });
+    if (record && FINAL_STATES.includes(record.state)) {
+      await retryWhileRedisFull(() => this.jobs.emit(id, { type: 'final', record }));
+    }
     return record;
   }
 

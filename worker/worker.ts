@@ -183,7 +183,11 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   const metricsServer =
     opts.metrics || config.workerMetricsPort === 'off'
       ? null
-      : await serveMetrics(metrics.registry, config.workerMetricsPort, { token: config.metricsToken, logger: log });
+      : await serveMetrics(metrics.registry, config.workerMetricsPort, {
+          host: config.metricsHost,
+          token: config.metricsToken,
+          logger: log,
+        });
 
   let closing: Promise<void> | null = null;
   return {

@@ -3,6 +3,7 @@
 // at a time. Like jobs, another tenant's batch answers 404.
 import { Hono } from 'hono';
 import { JOB_STATES, type JobRecord, type JobState } from '../../common/job.js';
+import { isRedisFull } from '../../common/redis.js';
 import { ApiError } from '../api-error.js';
 import { BATCH_ID, BatchRequestSchema, newBatchId, PageQuerySchema } from '../api-schemas.js';
 import type { BatchRecord } from '../batch-store.js';
@@ -23,25 +24,33 @@ export function batchRoutes(s: Services): Hono<GatewayEnv> {
     const requests = await checkJobs(s, tenant, body.jobs, (i) => `jobs.${i}.`);
     const submission = await Submission.reserve(s, tenant, requests, traceparent(c));
     const id = newBatchId();
-    if (key) {
-      const holder = await s.jobs.claimIdempotencyKey(tenant.name, `batch:${key}`, id);
-      if (holder !== id) {
-        await submission.abandon();
-        const earlier = await s.batches.get(holder);
-        if (!earlier) throw new ApiError('conflict', `a batch with Idempotency-Key "${key}" is still in progress`);
-        return c.json({ id: earlier.id, total: earlier.jobIds.length }, 202);
+    let batch: BatchRecord;
+    try {
+      if (key) {
+        const holder = await s.jobs.claimIdempotencyKey(tenant.name, `batch:${key}`, id);
+        if (holder !== id) {
+          await submission.abandon();
+          const earlier = await s.batches.get(holder);
+          if (!earlier) throw new ApiError('conflict', `a batch with Idempotency-Key "${key}" is still in progress`);
+          return c.json({ id: earlier.id, total: earlier.jobIds.length }, 202);
+        }
       }
+      batch = {
+        id,
+        tenant: tenant.name,
+        jobIds: submission.ids,
+        createdAt: new Date().toISOString(),
+        callbackUrl: body.callbackUrl ?? null,
+      };
+      // The batch exists before its jobs are queued: the worker ending the last one looks it up for the callback.
+      await s.batches.create(batch);
+      await submission.commit(id);
+    } catch (e) {
+      await submission.abandon().catch(() => {});
+      // A full Redis left no job behind (see Submission): the key must not point at this batch for the retry.
+      if (key && isRedisFull(e)) await s.jobs.releaseIdempotencyKey(tenant.name, `batch:${key}`, id).catch(() => {});
+      throw e;
     }
-    const batch: BatchRecord = {
-      id,
-      tenant: tenant.name,
-      jobIds: submission.ids,
-      createdAt: new Date().toISOString(),
-      callbackUrl: body.callbackUrl ?? null,
-    };
-    // The batch exists before its jobs are queued: the worker ending the last one looks it up for the callback.
-    await s.batches.create(batch);
-    await submission.commit(id);
     s.logger.info({ batchId: id, tenant: tenant.name, jobs: batch.jobIds.length }, 'batch submitted');
     c.header('Location', `/v1/batches/${id}`);
     return c.json({ id, total: batch.jobIds.length }, 202);

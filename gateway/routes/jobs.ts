@@ -5,6 +5,7 @@ import { trace } from '@opentelemetry/api';
 import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { type JobRecord, JobRequestSchema } from '../../common/job.js';
+import { isRedisFull } from '../../common/redis.js';
 import { ATTR } from '../../common/telemetry.js';
 import { readTrace } from '../../common/trace-store.js';
 import { ApiError } from '../api-error.js';
@@ -34,21 +35,29 @@ export function jobRoutes(s: Services): Hono<GatewayEnv> {
     const tenant = c.get('tenant');
     const [request] = await checkJobs(s, tenant, [parseWith(JobRequestSchema, await readJson(c), 'job')], () => '');
     const submission = await Submission.reserve(s, tenant, [request!], traceparent(c));
+    const id = submission.ids[0]!;
     let record: JobRecord | undefined;
-    if (key) {
-      // Claimed after the reservation, so that a job refused for its quota leaves the key free for the retry.
-      const holder = await s.jobs.claimIdempotencyKey(tenant.name, key, submission.ids[0]!);
-      if (holder !== submission.ids[0]) {
-        await submission.abandon();
-        record = await earlierJob(s, holder, key);
+    try {
+      if (key) {
+        // Claimed after the reservation, so that a job refused for its quota leaves the key free for the retry.
+        const holder = await s.jobs.claimIdempotencyKey(tenant.name, key, id);
+        if (holder !== id) {
+          await submission.abandon();
+          record = await earlierJob(s, holder, key);
+        }
       }
-    }
-    if (!record) {
-      record = (await submission.commit())[0]!;
-      s.logger.info(
-        { jobId: record.id, tenant: tenant.name, traceId: record.traceId, image: record.image },
-        'job submitted',
-      );
+      if (!record) {
+        record = (await submission.commit())[0]!;
+        s.logger.info(
+          { jobId: record.id, tenant: tenant.name, traceId: record.traceId, image: record.image },
+          'job submitted',
+        );
+      }
+    } catch (e) {
+      await submission.abandon().catch(() => {});
+      // A full Redis left no job behind (see Submission): the key must not point at one for the retry.
+      if (key && isRedisFull(e)) await s.jobs.releaseIdempotencyKey(tenant.name, key, id).catch(() => {});
+      throw e;
     }
     trace.getActiveSpan()?.setAttribute(ATTR.jobId, record.id); // the request span joins the job's timeline
     if (wait && !isFinal(record)) {
@@ -72,7 +81,19 @@ export function jobRoutes(s: Services): Hono<GatewayEnv> {
     const record = await ownJob(s, c);
     const lastEventId = c.req.header('Last-Event-ID');
     const from = lastEventId && /^\d+-\d+$/.test(lastEventId) ? lastEventId : '0';
-    return streamSSE(c, (stream) => sendEvents(s, stream, record, from, c.req.raw.signal));
+    const release = s.streams.take(record.tenant); // 429 beyond LID_MAX_STREAMS_PER_TENANT
+    try {
+      return streamSSE(c, async (stream) => {
+        try {
+          await sendEvents(s, stream, record, from, c.req.raw.signal);
+        } finally {
+          release();
+        }
+      });
+    } catch (e) {
+      release();
+      throw e;
+    }
   });
 
   app.delete('/:id', async (c) => {

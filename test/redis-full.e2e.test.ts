@@ -1,0 +1,184 @@
+// A full Redis, attacked end to end: a gateway (startGateway) and a real worker against a private Redis with a small
+// maxmemory under noeviction, filled up while an accepted job runs. New submissions must get a 503 saying Redis is
+// full (and leave nothing behind: no record, no reservation, no Idempotency-Key), neither process may crash, and the
+// accepted job must survive in BullMQ and complete once memory is freed. Control: the same submission is accepted
+// once there is room again.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../common/config.js';
+import type { JobRecord } from '../common/job.js';
+import { JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { connectRedis } from '../common/redis.js';
+import { type RunningGateway, startGateway } from '../gateway/server.js';
+import { queuedKey } from '../gateway/quota.js';
+import { TenantStore } from '../gateway/tenants.js';
+import { importImage } from '../images/import.js';
+import { ImageStore } from '../images/store.js';
+import { type RunningWorker, startWorker } from '../worker/worker.js';
+import { busyboxLayer, writeOciLayout } from './oci-fixtures.js';
+import { describePrivileged } from './privileged.js';
+import { startTestRedis, type TestRedis } from './redis-server.js';
+
+const IMAGE = 'busybox-full:1';
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-full-'));
+const dataDir = path.join(tmp, 'data');
+
+describePrivileged('a full Redis (maxmemory, noeviction)', () => {
+  let server: TestRedis;
+  let redis: Redis;
+  let gateway: RunningGateway;
+  let worker: RunningWorker;
+  let apiKey: string;
+  let fillers = 0;
+
+  beforeAll(async () => {
+    server = await startTestRedis({ maxmemory: '24mb' });
+    await writeOciLayout(path.join(tmp, 'layout'), { layers: [busyboxLayer()], refName: IMAGE });
+    await importImage(ImageStore.open(dataDir), path.join(tmp, 'layout'));
+    const config = loadConfig({
+      REDIS_URL: server.url,
+      LID_DATA_DIR: dataDir,
+      LID_PORT: '0',
+      LID_WORKER_METRICS_PORT: 'off',
+      LID_WORKER_CONCURRENCY: '2',
+      LOG_LEVEL: 'silent',
+    });
+    const logger = pino({ level: 'silent' });
+    worker = await startWorker(config, { redisUrl: server.url, logger, lockDurationMs: 2000 });
+    gateway = await startGateway(config, { logger });
+    redis = connectRedis(server.url, 'test');
+    ({ apiKey } = await new TenantStore(redis).create('full-tenant', { ratePerSec: 1000 }));
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await worker?.close();
+    redis?.disconnect();
+    await server?.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const submit = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${gateway.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
+  const jobs = () => new JobStore(redis, 600);
+  const until = async <T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000) => {
+    for (const deadline = Date.now() + ms; ; await new Promise((r) => setTimeout(r, 50))) {
+      const v = await read();
+      if (ok(v)) return v;
+      if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v)}`);
+    }
+  };
+
+  /**
+   * Writes filler keys until Redis refuses even a small one with OOM, then keeps it full: whatever memory frees up
+   * (an expiring lock, a trimmed stream) is taken at once, as sustained pressure from other writers would. Large
+   * values alone are not enough: a refused command's own argument counts towards used memory while it waits.
+   */
+  function keepFull(): { full: Promise<void>; stop(): Promise<void> } {
+    let stopped = false;
+    let reached!: () => void;
+    const full = new Promise<void>((resolve) => (reached = resolve));
+    const loop = (async () => {
+      for (const size of [256 * 1024, 16 * 1024, 1024, 64]) {
+        for (let i = 0; ; i++) {
+          if (i > 2000) throw new Error('Redis never filled up: is maxmemory set?');
+          try {
+            await redis.set(`filler:${fillers}`, 'x'.repeat(size));
+            fillers++;
+          } catch (e) {
+            expect((e as Error).message).toMatch(/^OOM command not allowed/);
+            break;
+          }
+        }
+      }
+      reached();
+      while (!stopped) {
+        await redis.set(`filler:${fillers}`, 'x'.repeat(64)).then(
+          () => fillers++,
+          () => new Promise((resolve) => setTimeout(resolve, 2)),
+        );
+      }
+    })();
+    return {
+      full,
+      async stop() {
+        stopped = true;
+        await loop;
+        for (let i = 0; i < fillers; i += 1000) {
+          await redis.del(...Array.from({ length: Math.min(1000, fillers - i) }, (_, k) => `filler:${i + k}`));
+        }
+      },
+    };
+  }
+
+  it('answers 503 "Redis is full" to new jobs, keeps the accepted one, and completes it once memory frees', async () => {
+    // Accepted before Redis fills: it is running (its sandbox sleeping) while the memory runs out.
+    const accepted = await submit({ image: IMAGE, command: ['sh', '-c', 'sleep 1.5; echo survived'] });
+    expect(accepted.status).toBe(202);
+    const { id } = (await accepted.json()) as JobRecord;
+    await until(
+      'the accepted job starts',
+      () => jobs().get(id),
+      (r) => r?.state === 'running',
+    );
+
+    const pressure = keepFull();
+    await pressure.full;
+    const queuedBefore = await redis.get(queuedKey('full-tenant'));
+    const keysBefore = await redis.dbsize();
+    const fillersBefore = fillers;
+    const refused = await submit({ image: IMAGE, command: ['echo', 'later'] }, { 'Idempotency-Key': 'full-1' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('30');
+    const { error } = (await refused.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe('unavailable');
+    expect(error.message).toMatch(/^Redis is full: /);
+    // Nothing left behind: no record, no reservation, no key held (the filler's keys aside).
+    expect(await redis.dbsize()).toBe(keysBefore + (fillers - fillersBefore));
+    await until(
+      'the reservation is given back',
+      () => redis.get(queuedKey('full-tenant')),
+      (q) => q === queuedBefore,
+    );
+    expect(await redis.get('lid:idem:full-tenant:full-1')).toBeNull();
+
+    // The accepted job ends its run while Redis is full: its result cannot be stored yet, and nothing is lost.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200); // the gateway lives
+    expect((await jobs().get(id))?.state).toBe('running');
+    const queue = new Queue(QUEUE_NAME, { connection: redis, prefix: QUEUE_PREFIX });
+    try {
+      expect(await queue.getJob(id)).toBeDefined(); // still in BullMQ
+
+      // Room again: the job's result is stored, and new work is accepted (the control for the 503 above).
+      await pressure.stop();
+      const done = await until(
+        'the accepted job completes',
+        () => jobs().get(id),
+        (r) => r?.state === 'completed',
+      );
+      expect(done!.result).toMatchObject({ status: 'ok', stdout: 'survived\n' });
+      expect(done!.attempts).toBe(1); // stored when room came back, not run a second time
+      const again = await submit({ image: IMAGE, command: ['echo', 'later'] }, { 'Idempotency-Key': 'full-1' });
+      expect(again.status).toBe(202);
+      const { id: later } = (await again.json()) as JobRecord;
+      const ran = await until(
+        'the later job completes',
+        () => jobs().get(later),
+        (r) => r?.state === 'completed',
+      );
+      expect(ran!.result?.stdout).toBe('later\n');
+    } finally {
+      await queue.close();
+    }
+  }, 90_000);
+});
