@@ -205,6 +205,31 @@ function mountPointFor(root: string, dir: 'proc' | 'dev'): void {
   }
 }
 
+/** Layer directories whose file system refused an idmapped mount (tmpfs before Linux 6.3, 9p, NFS...). */
+const noIdmap = new Set<string>();
+const IDMAP_UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOSYS', 'EPERM']);
+
+/**
+ * The layers as overlay lower directories: each through an idmapped mount of the slot's user namespace, so the
+ * image's file owners line up with the ids the job has inside (its USER owns its files), at about 10 us a layer; the
+ * overlay keeps the detached mounts once made, so the fds can be closed then. Where a layer's file system cannot be
+ * idmapped, every layer is used as it is (all or none, so ownership is alike across layers): then image files owned
+ * by anyone but root show as nobody inside. Nothing is less isolated either way.
+ */
+function stackLayers(layers: string[], usernsFd: number): { dirs: string[]; fds: number[] } {
+  if (layers.some((l) => noIdmap.has(l))) return { dirs: layers, fds: [] };
+  const fds: number[] = [];
+  try {
+    for (const layer of layers) fds.push(sys.idmappedTree(layer, usernsFd));
+  } catch (e) {
+    for (const fd of fds) sys.close(fd);
+    if (!(e instanceof sys.SyscallError) || !IDMAP_UNSUPPORTED.has(e.code)) throw e;
+    for (const layer of layers) noIdmap.add(layer);
+    return { dirs: layers, fds: [] };
+  }
+  return { dirs: fds.map((fd) => `/proc/self/fd/${fd}`), fds };
+}
+
 /**
  * Builds the root and makes it the calling thread's root. Must run in a fresh private mount namespace; afterwards the
  * thread's root is the sandbox's, until the caller returns to the host's namespace. Returns the paths the job must
@@ -222,14 +247,11 @@ export function buildAndEnterRootfs(plan: RootfsPlan): string[] {
   fs.mkdirSync(work);
   fs.mkdirSync(root);
   const owned = placeFiles(upper, plan);
-  // Each layer through an idmapped mount of the slot's user namespace: the image's file owners line up with the ids
-  // the job has inside (its USER owns its files), at about 10 us a layer. The overlay keeps the detached mounts.
-  const trees = plan.layers.map((layer) => sys.idmappedTree(layer, plan.slot.usernsFd));
+  const lower = stackLayers(plan.layers, plan.slot.usernsFd);
   try {
-    const lowers = trees.map((fd) => `/proc/self/fd/${fd}`);
-    sys.mount('overlay', root, 'overlay', MS.NOSUID | MS.NODEV, overlayOptions(lowers, upper, work));
+    sys.mount('overlay', root, 'overlay', MS.NOSUID | MS.NODEV, overlayOptions(lower.dirs, upper, work));
   } finally {
-    for (const fd of trees) sys.close(fd);
+    for (const fd of lower.fds) sys.close(fd);
   }
   for (const dir of ['proc', 'dev'] as const) mountPointFor(root, dir);
   mountDev(root, Math.min(plan.diskBytes, 64 * 1024 * 1024));
