@@ -129,16 +129,23 @@ export class UidSlots {
   /** Gives a slot back. Call only once no process of its sandbox is left (its cgroup is killed and removed). */
   release(base: number): void {
     const slot = this.taken.get(base);
-    if (!slot) throw new RangeError(`uid slot ${base} was not taken`);
+    if (!slot) {
+      if (this.closed) return; // let go of already, at close
+      throw new RangeError(`uid slot ${base} was not taken`);
+    }
     this.taken.delete(base);
     if (this.closed) this.letGo(slot);
     else this.free.push(slot);
   }
 
-  /** Lets go of every free slot (idempotent); taken ones are let go as they are released. */
+  /**
+   * Lets go of every slot (idempotent). Call once no sandbox of this runtime is left: the runtime does, after its
+   * cgroups have killed whatever its threads left running.
+   */
   close(): void {
     this.closed = true;
-    for (const slot of this.free.splice(0)) this.letGo(slot);
+    for (const slot of [...this.free.splice(0), ...this.taken.values()]) this.letGo(slot);
+    this.taken.clear();
   }
 
   private claim(): Claimed {
