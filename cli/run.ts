@@ -124,7 +124,9 @@ export function runCommand(config: LidConfig): Command {
   const cmd = new Command('run')
     .description('submit a job through the gateway, stream its output, and exit with its code')
     .usage('--image NAME [options] -- CMD [ARG...]')
-    .requiredOption('--image <name>', 'image to run (e.g. python, node, bash)');
+    .requiredOption('--image <name>', 'image to run (e.g. python, node, bash)')
+    // A flag commander refuses means the job could not run: 125, as for every failure of lid itself.
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_LID_FAILED));
   return addJobOptions(cmd)
     .option('--json', 'print the final job record as JSON instead of passing output through')
     .argument('[command...]', 'the command and its arguments, after -- (default: the image’s own)')

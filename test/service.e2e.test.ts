@@ -119,6 +119,11 @@ describePrivileged('the service, all in one (lid up)', () => {
     expect(withFile).toMatchObject({ code: 0, out: '3\n' });
     const timeout = lid(['run', '--image', 'mini:1', '--timeout', '200ms', '--', 'sleep', '5'], { LID_PORT: port });
     expect(timeout.code).toBe(124);
+    // Lid itself could not run the job: 125, for a refused flag as for a refused job.
+    const badFlag = lid(['run', '--image', 'mini:1', '--memory', '12q', '--', 'true'], { LID_PORT: port });
+    expect(badFlag).toMatchObject({ code: 125, err: expect.stringMatching(/"12q" is not a size/) });
+    const refused = lid(['run', '--image', 'mini:1', '--pids', '100000', '--', 'true'], { LID_PORT: port });
+    expect(refused).toMatchObject({ code: 125, err: expect.stringMatching(/limits.pids 100000 is above/) });
   });
 
   it('lid tenants creates a tenant whose key works and sees only its own jobs', async () => {
