@@ -17,6 +17,17 @@ export const SANDBOX_NAMESPACES = [
 
 export const SANDBOX_CLONE_FLAGS = SANDBOX_NAMESPACES.reduce((flags, ns) => flags | ns.flag, 0);
 
+/**
+ * The thread could not get back to the host's namespaces, root or working directory: it must host no other sandbox
+ * (its next one would be built from inside this one). sandbox-thread.ts ends the thread on it.
+ */
+export class HostUnreachableError extends Error {
+  override readonly name = 'HostUnreachableError';
+  constructor(cause: unknown) {
+    super(`the spawner thread could not return to the host: ${(cause as Error).message}`, { cause });
+  }
+}
+
 /** The calling thread's original namespaces, root and working directory, to come back to after each sandbox. */
 export class HostNamespaces {
   private readonly nsFds: { flag: number; fd: number }[];
@@ -41,9 +52,13 @@ export class HostNamespaces {
    * to a chroot the process may have been in (kernel fact 4): restore both from the saved fds.
    */
   restore(): void {
-    for (const { fd, flag } of this.nsFds) sys.setns(fd, flag);
-    sys.fchdir(this.rootFd);
-    sys.chroot('.');
-    sys.fchdir(this.cwdFd);
+    try {
+      for (const { fd, flag } of this.nsFds) sys.setns(fd, flag);
+      sys.fchdir(this.rootFd);
+      sys.chroot('.');
+      sys.fchdir(this.cwdFd);
+    } catch (e) {
+      throw new HostUnreachableError(e);
+    }
   }
 }

@@ -1,5 +1,6 @@
 // Messages between the runtime's public API (main thread, runtime.ts) and its spawner threads (sandbox-thread.ts).
-import type { RunResult } from '../common/run-spec.js';
+import type { Limits, RunResult } from '../common/run-spec.js';
+import type { CgroupLayout } from './cgroups/driver.js';
 
 /** A validated run, with everything resolved that needs async I/O or the host's view (layer paths, env defaults). */
 export interface PreparedRun {
@@ -14,14 +15,7 @@ export interface PreparedRun {
   /** The uid slot this sandbox alone has while it runs (runtime/uid-slots.ts); the fd is the process's. */
   slot: { base: number; usernsFd: number; maxId: number };
   hostname: string;
-  limits: {
-    timeoutMs: number;
-    memoryBytes: number;
-    cpus: number;
-    pids: number;
-    outputBytes: number;
-    diskBytes: number;
-  };
+  limits: Limits;
   rlimits: { nofile: number; stack: number };
   streamOutput: boolean;
 }
@@ -29,7 +23,8 @@ export interface PreparedRun {
 export interface ThreadConfig {
   initPath: string;
   mountDir: string;
-  cgroupParent?: string;
+  /** Set up once by the runtime (runtime/cgroups/detect.ts); the thread only makes job cgroups under it. */
+  cgroups: CgroupLayout;
 }
 
 export type ToThread = { type: 'run'; id: number; run: PreparedRun } | { type: 'cancel'; id: number };

@@ -99,7 +99,7 @@ export class SandboxRuntime {
     const runtime = new SandboxRuntime(
       cgroups,
       uids,
-      { initPath, mountDir, cgroupParent: options.cgroupParent },
+      { initPath, mountDir, cgroups: cgroups.layout },
       options.unref ?? false,
     );
     if (runtime.unref) process.once('exit', () => runtime.cgroups.close());

@@ -7,8 +7,8 @@
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isLidError } from '../common/errors.js';
-import { createCgroupDriver } from './cgroups/detect.js';
-import { HostNamespaces } from './namespaces.js';
+import { cgroupDriverFor } from './cgroups/detect.js';
+import { HostNamespaces, HostUnreachableError } from './namespaces.js';
 import type { FromThread, SerializedError, ThreadConfig, ToThread } from './protocol.js';
 import { Sandbox } from './sandbox.js';
 import { buildSeccompProgram } from './seccomp.js';
@@ -30,7 +30,7 @@ sys.passOnlyCapabilities(INIT_CAPS, CAP_LAST_CAP);
 sys.setNoNewPrivs();
 sys.installSeccompFilter(buildSeccompProgram('spawner'));
 const seccomp = buildSeccompProgram('init');
-const cgroups = createCgroupDriver({ parent: config.cgroupParent });
+const cgroups = cgroupDriverFor(config.cgroups);
 const running = new Map<number, Sandbox>();
 
 function serialize(e: unknown): SerializedError {
@@ -48,7 +48,7 @@ async function execute(id: number, sandbox: Sandbox): Promise<void> {
       send({ type: 'result', id, result }, [result.stdout.buffer as ArrayBuffer, result.stderr.buffer as ArrayBuffer]);
   } catch (e) {
     send({ type: 'error', id, error: serialize(e) });
-    if ((e as Error).name === 'SyscallError' && /^(setns|fchdir|chroot)\(/.test((e as Error).message)) {
+    if (e instanceof HostUnreachableError) {
       // Could not return to the host's namespaces: this thread must not host another sandbox.
       for (const s of running.values()) s.kill('cancelled');
       process.exit(70);

@@ -3,7 +3,6 @@
 // (the init is PID 1 of the sandbox's pid namespace, so killing it kills every process in the sandbox; then the
 // cgroup goes). The setup is one synchronous block: no await while the thread is inside the sandbox's namespaces.
 import fs from 'node:fs';
-import os from 'node:os';
 import { LidError } from '../common/errors.js';
 import type { RunResult, RunStatus, SetupSteps } from '../common/run-spec.js';
 import type { CgroupDriver, CgroupUsage, JobCgroup } from './cgroups/driver.js';
@@ -34,7 +33,7 @@ function initFailure(report: string, run: PreparedRun): LidError {
   const match = /^(.*) (\d+)$/.exec(report.trim());
   const stage = match?.[1] ?? report;
   const errno = Number(match?.[2] ?? 0);
-  const errnoName = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
+  const errnoName = sys.errnoName(errno);
   if (stage === 'exec') {
     const what =
       errnoName === 'ENOENT'

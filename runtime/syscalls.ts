@@ -9,13 +9,18 @@ const libc = koffi.load('libc.so.6');
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
 
+/** "ENOENT" for 2; "errno N" for a number Node does not name. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
 export class SyscallError extends Error {
   override readonly name = 'SyscallError';
   constructor(
     readonly call: string,
     readonly errno: number,
   ) {
-    super(`${call} failed: ${ERRNO_NAMES.get(errno) ?? `errno ${errno}`}`);
+    super(`${call} failed: ${errnoName(errno)}`);
   }
   get code(): string {
     return ERRNO_NAMES.get(this.errno) ?? `E${this.errno}`;

@@ -3,7 +3,7 @@
 // service's own cgroup in each hierarchy (or LID_CGROUP_PARENT), and nothing outside that tree is ever touched.
 import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
-import type { CgroupDriver, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
+import type { CgroupDriver, CgroupLayout, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
 import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile } from './instance.js';
 import { parseKeyValues, v1LimitWrites } from './limits.js';
@@ -33,7 +33,25 @@ export function createV1Driver(opts: {
   sweepDeadInstances(lidDirs);
   const instanceDirs = lidDirs.map((d) => `${d}/${opts.instance}`);
   for (const dir of instanceDirs) fs.mkdirSync(dir, { recursive: true });
-  const dirOf = (controller: Controller, name: string) => `${base.get(controller)}/${opts.instance}/${name}`;
+  const at = (c: Controller) => `${base.get(c)}/${opts.instance}`;
+  const layout = {
+    version: 1,
+    dirs: { memory: at('memory'), pids: at('pids'), cpu: at('cpu'), cpuacct: at('cpuacct') },
+  } as const;
+  return v1Driver(layout, () => {
+    for (const dir of instanceDirs) {
+      for (const job of fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : []) {
+        if (job.isDirectory()) killAndRemove(`${dir}/${job.name}`);
+      }
+      killAndRemove(dir);
+    }
+    removeIfEmpty(lidDirs);
+  });
+}
+
+/** Job cgroups under a layout already set up (by createV1Driver, on another thread); `close` is the owner's. */
+export function v1Driver(layout: Extract<CgroupLayout, { version: 1 }>, close: () => void = () => {}): CgroupDriver {
+  const dirOf = (controller: Controller, name: string) => `${layout.dirs[controller]}/${name}`;
 
   function create(name: string, limits: CgroupLimits): JobCgroup {
     const dirs = [...new Set(NEEDED.map((c) => dirOf(c, name)))];
@@ -76,16 +94,9 @@ export function createV1Driver(opts: {
 
   return {
     version: 1,
-    instanceDirs,
+    layout,
+    instanceDirs: [...new Set(Object.values(layout.dirs))],
     create,
-    close() {
-      for (const dir of instanceDirs) {
-        for (const job of fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : []) {
-          if (job.isDirectory()) killAndRemove(`${dir}/${job.name}`);
-        }
-        killAndRemove(dir);
-      }
-      removeIfEmpty(lidDirs);
-    },
+    close,
   };
 }

@@ -4,7 +4,7 @@
 // Delegate=yes would.
 import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
-import type { CgroupDriver, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
+import type { CgroupDriver, CgroupLayout, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
 import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile } from './instance.js';
 import { parseKeyValues, v2LimitWrites } from './limits.js';
@@ -62,6 +62,18 @@ export function createV2Driver(opts: {
   const instanceDir = `${lidDir}/${opts.instance}`;
   fs.mkdirSync(instanceDir, { recursive: true });
   enableControllers(instanceDir);
+  return v2Driver({ version: 2, dir: instanceDir }, () => {
+    for (const job of fs.existsSync(instanceDir) ? fs.readdirSync(instanceDir, { withFileTypes: true }) : []) {
+      if (job.isDirectory()) killAndRemove(`${instanceDir}/${job.name}`, 'cgroup.kill');
+    }
+    killAndRemove(instanceDir, 'cgroup.kill');
+    removeIfEmpty([lidDir]);
+  });
+}
+
+/** Job cgroups under a layout already set up (by createV2Driver, on another thread); `close` is the owner's. */
+export function v2Driver(layout: Extract<CgroupLayout, { version: 2 }>, close: () => void = () => {}): CgroupDriver {
+  const instanceDir = layout.dir;
 
   function create(name: string, limits: CgroupLimits): JobCgroup {
     const dir = `${instanceDir}/${name}`;
@@ -104,14 +116,9 @@ export function createV2Driver(opts: {
 
   return {
     version: 2,
+    layout,
     instanceDirs: [instanceDir],
     create,
-    close() {
-      for (const job of fs.existsSync(instanceDir) ? fs.readdirSync(instanceDir, { withFileTypes: true }) : []) {
-        if (job.isDirectory()) killAndRemove(`${instanceDir}/${job.name}`, 'cgroup.kill');
-      }
-      killAndRemove(instanceDir, 'cgroup.kill');
-      removeIfEmpty([lidDir]);
-    },
+    close,
   };
 }
