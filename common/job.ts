@@ -2,28 +2,14 @@
 // the queue, and the record a client reads back. Validated with zod so that every mistake names its field; the
 // gateway's OpenAPI document is generated from these same schemas.
 import { z } from 'zod';
-import { LIMIT_BOUNDS, SandboxPath } from './run-spec.js';
+import { PartialLimitsSchema, SandboxPath } from './run-spec.js';
 
 export const MAX_FILES = 100;
 export const MAX_FILE_BYTES = 1 << 20;
 export const MAX_BATCH = 1000;
 
-const limit = (name: keyof typeof LIMIT_BOUNDS, integer = true) => {
-  const [min, max] = LIMIT_BOUNDS[name];
-  return (integer ? z.number().int() : z.number())
-    .min(min, `${name} must be at least ${min}`)
-    .max(max, `${name} must be at most ${max}`)
-    .optional();
-};
-
-export const JobLimitsSchema = z.strictObject({
-  timeoutMs: limit('timeoutMs'),
-  memoryBytes: limit('memoryBytes'),
-  cpus: limit('cpus', false),
-  pids: limit('pids'),
-  outputBytes: limit('outputBytes'),
-  diskBytes: limit('diskBytes'),
-});
+/** The limits a job may name, each optional: the one limits model's partial form (common/run-spec.ts). */
+export const JobLimitsSchema = PartialLimitsSchema;
 export type JobLimits = z.infer<typeof JobLimitsSchema>;
 
 export const JobFileSchema = z.strictObject({

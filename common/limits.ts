@@ -9,7 +9,7 @@
 import os from 'node:os';
 import type { LidConfig } from './config.js';
 import type { JobLimits } from './job.js';
-import { DEFAULT_LIMITS, type Limits } from './run-spec.js';
+import { DEFAULT_LIMITS, type Limits, LimitsSchema } from './run-spec.js';
 
 export type LimitField = keyof Limits;
 export const LIMIT_FIELDS = Object.freeze(Object.keys(DEFAULT_LIMITS) as LimitField[]);
@@ -102,10 +102,12 @@ export function fitLimits(
   return { limits, problems };
 }
 
-/** The limits a sandbox runs with: what the job asked for (already fitted), the defaults for the rest. */
+/**
+ * The limits a sandbox will run with, to know them ahead (the worker sizes its output buffers by them): the runtime's
+ * own schema fills the defaults, as it will when the job runs. Pass the request's limits to the runtime as they are.
+ */
 export function runLimits(asked: JobLimits): Limits {
-  const defined = Object.fromEntries(Object.entries(asked).filter(([, v]) => v !== undefined));
-  return { ...DEFAULT_LIMITS, ...defined };
+  return LimitsSchema.parse(asked);
 }
 
 function mapFields(value: (field: LimitField) => Ceiling): Ceilings {

@@ -29,20 +29,31 @@ export const LIMIT_BOUNDS = Object.freeze({
 function bounded(name: keyof typeof LIMIT_BOUNDS, integer = true) {
   const [min, max] = LIMIT_BOUNDS[name];
   const base = integer ? z.number().int() : z.number();
-  return base
-    .min(min, `${name} must be at least ${min}`)
-    .max(max, `${name} must be at most ${max}`)
-    .default(DEFAULT_LIMITS[name]);
+  return base.min(min, `${name} must be at least ${min}`).max(max, `${name} must be at most ${max}`);
 }
+
+// The one limits model: every limit with its bounds, once. A request names some of them (PartialLimitsSchema, the
+// job contract's form); a sandbox runs with all of them, the defaults filling what was left out (LimitsSchema, which
+// only the runtime applies: everything before it passes the request's own values on).
+const LIMIT_SHAPE = {
+  timeoutMs: bounded('timeoutMs'),
+  memoryBytes: bounded('memoryBytes'),
+  cpus: bounded('cpus', false),
+  pids: bounded('pids'),
+  outputBytes: bounded('outputBytes'),
+  diskBytes: bounded('diskBytes'),
+};
+
+export const PartialLimitsSchema = z.strictObject(LIMIT_SHAPE).partial();
 
 export const LimitsSchema = z
   .strictObject({
-    timeoutMs: bounded('timeoutMs'),
-    memoryBytes: bounded('memoryBytes'),
-    cpus: bounded('cpus', false),
-    pids: bounded('pids'),
-    outputBytes: bounded('outputBytes'),
-    diskBytes: bounded('diskBytes'),
+    timeoutMs: LIMIT_SHAPE.timeoutMs.default(DEFAULT_LIMITS.timeoutMs),
+    memoryBytes: LIMIT_SHAPE.memoryBytes.default(DEFAULT_LIMITS.memoryBytes),
+    cpus: LIMIT_SHAPE.cpus.default(DEFAULT_LIMITS.cpus),
+    pids: LIMIT_SHAPE.pids.default(DEFAULT_LIMITS.pids),
+    outputBytes: LIMIT_SHAPE.outputBytes.default(DEFAULT_LIMITS.outputBytes),
+    diskBytes: LIMIT_SHAPE.diskBytes.default(DEFAULT_LIMITS.diskBytes),
   })
   .prefault({});
 export type Limits = z.output<typeof LimitsSchema>;

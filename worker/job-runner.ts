@@ -131,7 +131,7 @@ export class JobRunner {
           files: filesOf(job.request),
           ...(job.request.stdin !== undefined ? { stdin: job.request.stdin } : {}),
           hostname: 'lid',
-          limits: runLimits(limits),
+          limits, // as asked (and fitted under the caps): the runtime fills in its defaults
           rlimits: this.rlimits,
         },
         {

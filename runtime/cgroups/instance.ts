@@ -2,12 +2,22 @@
 // later start can tell a crashed instance's leftovers from a live neighbour's (a CLI run beside a worker, two test
 // files) and sweep only the former. Also the small synchronous file helpers both drivers share.
 import fs from 'node:fs';
+import type { CgroupWrite } from './limits.js';
 import { isInstanceDead } from '../../common/process-instance.js';
 
 export { currentInstanceName } from '../../common/process-instance.js';
 
 export function writeFile(file: string, value: string): void {
   fs.writeFileSync(file, value);
+}
+
+/** Writes limit files in order (limits.ts), skipping optional files this kernel lacks; `dirOf` maps a controller. */
+export function writeLimits(writes: CgroupWrite[], dirOf: (controller: CgroupWrite['controller']) => string): void {
+  for (const w of writes) {
+    const file = `${dirOf(w.controller)}/${w.file}`;
+    if (w.optional && !fs.existsSync(file)) continue;
+    writeFile(file, w.value);
+  }
 }
 
 export function readText(file: string): string | null {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
 import type { CgroupDriver, CgroupLayout, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
-import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile } from './instance.js';
+import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile, writeLimits } from './instance.js';
 import { parseKeyValues, v1LimitWrites } from './limits.js';
 
 const NEEDED = ['memory', 'pids', 'cpu', 'cpuacct'] as const;
@@ -63,11 +63,7 @@ export function v1Driver(layout: Extract<CgroupLayout, { version: 1 }>, close: (
     };
     try {
       for (const dir of dirs) fs.mkdirSync(dir);
-      for (const w of v1LimitWrites(limits)) {
-        const file = `${dirOf(w.controller, name)}/${w.file}`;
-        if (w.optional && !fs.existsSync(file)) continue;
-        writeFile(file, w.value);
-      }
+      writeLimits(v1LimitWrites(limits), (controller) => dirOf(controller, name));
     } catch (e) {
       destroy();
       throw e;

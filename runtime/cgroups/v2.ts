@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
 import type { CgroupDriver, CgroupLayout, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
-import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile } from './instance.js';
+import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile, writeLimits } from './instance.js';
 import { parseKeyValues, v2LimitWrites } from './limits.js';
 
 const NEEDED = ['memory', 'pids', 'cpu'];
@@ -85,11 +85,7 @@ export function v2Driver(layout: Extract<CgroupLayout, { version: 2 }>, close: (
     };
     try {
       fs.mkdirSync(dir);
-      for (const w of v2LimitWrites(limits)) {
-        const file = `${dir}/${w.file}`;
-        if (w.optional && !fs.existsSync(file)) continue;
-        writeFile(file, w.value);
-      }
+      writeLimits(v2LimitWrites(limits), () => dir);
     } catch (e) {
       destroy();
       throw e;
