@@ -5,9 +5,9 @@
 import os from 'node:os';
 import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
-import { gatewayEndpoint } from '../common/dev-tenant.js';
 import { isLidError, LidError } from '../common/errors.js';
 import type { JobRecord } from '../common/job.js';
+import { gatewayEndpoint } from './local/dev-tenant.js';
 import { addJobOptions, type JobFlags, limitsFrom, parseEnv, readFiles } from './run-flags.js';
 
 const EXIT_TIMEOUT = 124;

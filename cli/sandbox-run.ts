@@ -6,6 +6,7 @@ import os from 'node:os';
 import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
+import { runResultView } from '../common/run-result-json.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
 import { buildImage } from '../images/build-image.js';
 import { listRecipes } from '../images/debian/recipe.js';
@@ -14,7 +15,6 @@ import { parseReference } from '../images/reference.js';
 import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
 import { terminalProgress } from './progress.js';
-import { resultToJson } from './result-json.js';
 import { addJobOptions, type JobFlags, limitsFrom, parseEnv, readFiles } from './run-flags.js';
 
 export const EXIT_TIMEOUT = 124;
@@ -120,7 +120,7 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
         : (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
     });
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify(resultToJson(result))}\n`);
+      process.stdout.write(`${JSON.stringify(runResultView(result))}\n`);
       return 0;
     }
     const note = NOTES[result.status]?.(result);

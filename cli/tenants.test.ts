@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { callbackSecret, loadSigningKey } from '../common/callback-secret.js';
 import { type LidConfig, loadConfig } from '../common/config.js';
+import { keys } from '../common/keys.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
 import { tenantsCommand } from './tenants.js';
 
@@ -147,7 +148,7 @@ it('prints a signing secret at create and a new one at each rotation, derived fr
   const { signingSecret: first } = JSON.parse((await lidTenants('create', 'signer')).out);
   const key = loadSigningKey(config);
   const redis = new Redis(server.url);
-  const stored = JSON.parse((await redis.get('lid:tenant:signer'))!);
+  const stored = JSON.parse((await redis.get(keys.tenant('signer')))!);
   redis.disconnect();
   expect(first).toBe(callbackSecret(key, 'signer', 1, stored.signingNonce));
   const rotated = JSON.parse((await lidTenants('rotate-signing-secret', 'signer')).out);

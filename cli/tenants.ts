@@ -10,9 +10,11 @@ import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import { CAP_VARIABLES, type LimitField, type LimitValues, serverCaps } from '../common/limits.js';
-import { connectRedis, redisUrl } from '../common/redis.js';
+import { connectRedis } from '../common/redis.js';
+import { TENANT_DEFAULTS, type TenantSettings } from '../common/tenant-record.js';
 import { formatSize, parseDuration, parseSize } from '../common/units.js';
-import { TENANT_DEFAULTS, type TenantSettings, TenantStore } from '../gateway/tenants.js';
+import { TenantStore } from '../gateway/tenants.js';
+import { redisUrl } from './local/redis-url.js';
 
 /** Wraps a parser so that its RangeError becomes commander's "option '--x <v>' argument 'y' is invalid. ..." */
 const asOption =

@@ -4,8 +4,6 @@
 // the gateway in this process and prints the API key and a curl example. Ctrl-C stops it all gracefully.
 import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
-import { DEV_TENANT, readDevKey, saveDevKey } from '../common/dev-tenant.js';
-import { ensureEmbeddedRedis, stopEmbeddedRedis } from '../common/embedded-redis.js';
 import { isLidError } from '../common/errors.js';
 import { serverCaps } from '../common/limits.js';
 import { createLogger } from '../common/logger.js';
@@ -18,6 +16,9 @@ import { listImages } from '../images/catalog.js';
 import { ImageStore } from '../images/store.js';
 import { startWorker } from '../worker/worker.js';
 import { adminToken } from './admin-token.js';
+import { DEV_TENANT, readDevKey, saveDevKey } from './local/dev-tenant.js';
+import { ensureEmbeddedRedis, stopEmbeddedRedis } from './local/embedded-redis.js';
+import { redisUrl } from './local/redis-url.js';
 import { terminalProgress } from './progress.js';
 import { startTelemetry } from './telemetry.js';
 
@@ -82,8 +83,8 @@ async function up(config: LidConfig): Promise<void> {
   }
   const logger = createLogger(config, 'lid');
   let startedRedis = false;
-  let url = config.redisUrl;
-  if (!url) {
+  let url: string;
+  if (!config.redisUrl) {
     const embedded = await ensureEmbeddedRedis(config.dataDir, { onNotice: say, maxmemory: config.redisMaxmemory });
     ({ url, started: startedRedis } = embedded);
     say(
@@ -91,16 +92,17 @@ async function up(config: LidConfig): Promise<void> {
         `${config.dataDir}/redis, password in ${config.dataDir}/secrets/redis-password)`,
     );
   } else {
+    url = config.redisUrl;
     say(`using the Redis at ${maskRedisUrl(url)}`);
   }
   await buildMissingImages(config);
   const apiKey = await devKey(config, url);
-  const telemetry = await startTelemetry(config, 'lid');
+  const telemetry = startTelemetry(config, 'lid', url);
   // One registry for both: the gateway's /metrics then shows the worker's numbers too.
   const metrics = createMetrics();
   const admin = adminToken(config);
   const worker = await startWorker(config, { redisUrl: url, logger, metrics });
-  const gateway = await startGateway({ ...config, adminToken: admin }, { logger, metrics });
+  const gateway = await startGateway({ ...config, adminToken: admin }, { redisUrl: url, logger, metrics });
   const shown = apiKey ?? '<your tenant key: npx lid tenants create NAME>';
   process.stdout.write(
     `Lid is up: gateway ${gateway.url}, a worker running ${worker.concurrency} jobs at once.\n` +
@@ -141,8 +143,10 @@ export function gatewayCommand(config: LidConfig): Command {
   return new Command('gateway')
     .description('run the HTTP gateway (REDIS_URL, or the embedded Redis)')
     .action(async () => {
-      const telemetry = await startTelemetry(config, 'lid-gateway');
-      const gateway = await startGateway(config);
+      const logger = createLogger(config, 'gateway');
+      const url = await redisUrl(config, { onNotice: (m) => logger.info(m) });
+      const telemetry = startTelemetry(config, 'lid-gateway', url);
+      const gateway = await startGateway(config, { redisUrl: url, logger });
       process.stderr.write(`lid gateway: listening on ${gateway.url}\n`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

@@ -3,8 +3,8 @@
 import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
-import { redisUrl } from '../common/redis.js';
 import { startWorker } from '../worker/worker.js';
+import { redisUrl } from './local/redis-url.js';
 import { startTelemetry } from './telemetry.js';
 
 export function workerCommand(config: LidConfig): Command {
@@ -13,7 +13,7 @@ export function workerCommand(config: LidConfig): Command {
     .action(async () => {
       const logger = createLogger(config, 'worker');
       const url = await redisUrl(config, { onNotice: (msg) => logger.info(msg) });
-      const telemetry = await startTelemetry(config, 'lid-worker');
+      const telemetry = startTelemetry(config, 'lid-worker', url);
       const worker = await startWorker(config, { redisUrl: url, logger });
       await new Promise<void>((resolve) => {
         const stop = () => void worker.close().then(telemetry.shutdown).then(resolve);

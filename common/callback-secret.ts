@@ -4,7 +4,7 @@
 //
 //   secret = hex(HMAC-SHA256(serverKey, "lid-callback:" + tenant + ":" + version + ":" + nonce))
 //
-// version and nonce live in the tenant's record (gateway/tenants.ts). Rotating bumps the version and draws a new
+// version and nonce live in the tenant's record (common/tenant-record.ts). Rotating bumps the version and draws a new
 // random nonce, so the old secret stops verifying at once. The version is for people ("secret 3"); the nonce keeps a
 // tenant deleted from Redis and made again under the same name from getting the secret its predecessor had. The
 // prefix keeps these MACs apart from any other use of the server key, and tenant names cannot hold ":", so no two
@@ -20,6 +20,7 @@ import type { Redis } from 'ioredis';
 import type { LidConfig } from './config.js';
 import { LidError } from './errors.js';
 import { privateDataDir } from './private-dir.js';
+import { readTenantRecord } from './tenant-record.js';
 
 const KEY_BYTES = 32;
 const MAX_KEY_FILE_BYTES = 4096;
@@ -40,18 +41,13 @@ export function callbackSecret(serverKey: Buffer, tenant: string, version: numbe
   return crypto.createHmac('sha256', serverKey).update(`lid-callback:${tenant}:${version}:${nonce}`).digest('hex');
 }
 
-/** What a tenant record holds of its signing secret (absent in records made before secrets existed: version 0). */
-export interface SigningState {
-  signingVersion?: number;
-  signingNonce?: string;
-}
-
-/** The tenant's current secret, read from its record in Redis; null when the tenant does not exist. */
+/**
+ * The tenant's current secret, read from its record in Redis (a record made before secrets existed reads as
+ * version 0); null when the tenant does not exist.
+ */
 export async function currentCallbackSecret(redis: Redis, serverKey: Buffer, tenant: string): Promise<string | null> {
-  const stored = await redis.get(`lid:tenant:${tenant}`);
-  if (!stored) return null;
-  const { signingVersion = 0, signingNonce = '' } = JSON.parse(stored) as SigningState;
-  return callbackSecret(serverKey, tenant, signingVersion, signingNonce);
+  const record = await readTenantRecord(redis, tenant);
+  return record && callbackSecret(serverKey, tenant, record.signingVersion, record.signingNonce);
 }
 
 // Written to a private temporary file and hard-linked into place: link fails if another process made the key

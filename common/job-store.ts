@@ -1,22 +1,12 @@
 // Where jobs live in Redis, shared by the gateway (which creates and reads them) and the workers (which run them):
-//   lid:job:<id>          the JobRecord as JSON
-//   lid:job:<id>:events   a stream of what happened: state changes, output chunks, the final record (stored as a
-//                         mark that readEvents fills from lid:job:<id>, so the output it holds is kept once)
-//   lid:idem:<tenant>:<k> Idempotency-Key -> job id
-//   lid:cancel            pub/sub channel: ids of jobs to cancel now
-//   lid:final             pub/sub channel: ids of jobs that just ended
-//   lid:events            pub/sub channel: ids of jobs whose event stream just grew (the gateway's SSE followers)
-// Records and streams expire LID_RESULT_TTL after the job ends. The BullMQ queue itself is `lid-jobs`.
+// each job's record, its event stream (state changes, output chunks, the final record, stored as a mark that
+// readEvents fills from the record, so the output it holds is kept once), its cancel flag, the Idempotency-Keys
+// that name it, and the channels that announce cancels, ends and new events. The keys and channels themselves, with
+// their types and lifetimes, are in common/keys.ts. Records and streams expire LID_RESULT_TTL after the job ends.
 import type { Redis } from 'ioredis';
 import type { JobRecord, JobState } from './job.js';
+import { CHANNELS, keys } from './keys.js';
 
-export const QUEUE_NAME = 'lid-jobs';
-export const QUEUE_PREFIX = 'lid';
-export const CANCEL_CHANNEL = 'lid:cancel';
-/** pub/sub channel: ids of jobs whose final record was just stored (the gateway's ?wait listens). */
-export const FINAL_CHANNEL = 'lid:final';
-/** pub/sub channel: ids of jobs whose event stream just grew (wakes the gateway's /events followers). */
-export const EVENTS_CHANNEL = 'lid:events';
 const STREAM_MAXLEN = 10_000;
 
 const COMPARE_AND_SET = `
@@ -25,9 +15,10 @@ redis.call('SET', KEYS[1], ARGV[2])
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return 1`;
 
-const recordKey = (id: string) => `lid:job:${id}`;
-export const eventsKey = (id: string) => `lid:job:${id}:events`;
-const cancelKey = (id: string) => `lid:job:${id}:cancel`;
+/** Whether an Idempotency-Key names a job or a batch: the two are kept apart. */
+export type IdempotencyScope = 'job' | 'batch';
+const idempotencyKey = (tenant: string, key: string, of: IdempotencyScope) =>
+  of === 'batch' ? keys.batchIdempotency(tenant, key) : keys.idempotency(tenant, key);
 
 export type JobEvent =
   | { type: 'state'; state: JobState; at: string }
@@ -41,11 +32,11 @@ export class JobStore {
   ) {}
 
   async create(record: JobRecord): Promise<void> {
-    await this.redis.set(recordKey(record.id), JSON.stringify(record));
+    await this.redis.set(keys.job(record.id), JSON.stringify(record));
   }
 
   async get(id: string): Promise<JobRecord | null> {
-    const text = await this.redis.get(recordKey(id));
+    const text = await this.redis.get(keys.job(id));
     return text ? (JSON.parse(text) as JobRecord) : null;
   }
 
@@ -55,28 +46,28 @@ export class JobStore {
    */
   async update(id: string, change: (record: JobRecord) => JobRecord | null): Promise<JobRecord | null> {
     for (;;) {
-      const text = await this.redis.get(recordKey(id));
+      const text = await this.redis.get(keys.job(id));
       const current = text ? (JSON.parse(text) as JobRecord) : null;
       const next = current && change(current);
       if (!next) return current;
       const ttl = next.finishedAt ? this.resultTtlSeconds : 0;
-      if ((await this.redis.eval(COMPARE_AND_SET, 1, recordKey(id), text!, JSON.stringify(next), ttl)) === 1)
+      if ((await this.redis.eval(COMPARE_AND_SET, 1, keys.job(id), text!, JSON.stringify(next), ttl)) === 1)
         return next;
     }
   }
 
   /**
-   * Appends an event. A final event is written without its record, which is already stored under lid:job:<id> by
+   * Appends an event. A final event is written without its record, which is already stored under keys.job(id) by
    * then (records are final before their final event, and never change after): a record can carry megabytes of
    * output, and a second copy in the stream would double what Redis keeps of every finished job.
    */
   async emit(id: string, event: JobEvent): Promise<void> {
-    const key = eventsKey(id);
+    const key = keys.jobEvents(id);
     const stored = event.type === 'final' ? '{"type":"final"}' : JSON.stringify(event);
     const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', stored);
     // Published after the entry is in: a follower woken by it finds the entry.
-    tx.publish(EVENTS_CHANNEL, id);
-    if (event.type === 'final') tx.expire(key, this.resultTtlSeconds).publish(FINAL_CHANNEL, id);
+    tx.publish(CHANNELS.events, id);
+    if (event.type === 'final') tx.expire(key, this.resultTtlSeconds).publish(CHANNELS.final, id);
     await tx.exec();
   }
 
@@ -92,7 +83,7 @@ export class JobStore {
       500,
       ...(block as ['BLOCK', number]),
       'STREAMS',
-      eventsKey(id),
+      keys.jobEvents(id),
       from,
     )) as [string, [string, string[]][]][] | null;
     if (!res) return [];
@@ -109,11 +100,15 @@ export class JobStore {
   }
 
   async requestCancel(id: string): Promise<void> {
-    await this.redis.multi().set(cancelKey(id), '1', 'EX', this.resultTtlSeconds).publish(CANCEL_CHANNEL, id).exec();
+    await this.redis
+      .multi()
+      .set(keys.jobCancel(id), '1', 'EX', this.resultTtlSeconds)
+      .publish(CHANNELS.cancel, id)
+      .exec();
   }
 
   async cancelRequested(id: string): Promise<boolean> {
-    return (await this.redis.exists(cancelKey(id))) === 1;
+    return (await this.redis.exists(keys.jobCancel(id))) === 1;
   }
 
   /**
@@ -121,18 +116,21 @@ export class JobStore {
    * Redis, where the update marking them failed is refused but DEL is not).
    */
   async discard(ids: string[]): Promise<void> {
-    if (ids.length) await this.redis.del(...ids.flatMap((id) => [recordKey(id), eventsKey(id)]));
+    if (ids.length) await this.redis.del(...ids.flatMap((id) => [keys.job(id), keys.jobEvents(id)]));
   }
 
   /** Frees an Idempotency-Key that still names `id`, so that a retry of a failed submission is not held to it. */
-  async releaseIdempotencyKey(tenant: string, key: string, id: string): Promise<void> {
-    const k = `lid:idem:${tenant}:${key}`;
+  async releaseIdempotencyKey(tenant: string, key: string, id: string, of: IdempotencyScope = 'job'): Promise<void> {
+    const k = idempotencyKey(tenant, key, of);
     if ((await this.redis.get(k)) === id) await this.redis.del(k);
   }
 
-  /** Maps an Idempotency-Key to a job id once; returns the id that holds the key (maybe an earlier job's). */
-  async claimIdempotencyKey(tenant: string, key: string, id: string): Promise<string> {
-    const k = `lid:idem:${tenant}:${key}`;
+  /**
+   * Maps an Idempotency-Key to a job (or batch) id once; returns the id that holds the key (maybe an earlier one's).
+   * A job and a batch may use the same key without meeting.
+   */
+  async claimIdempotencyKey(tenant: string, key: string, id: string, of: IdempotencyScope = 'job'): Promise<string> {
+    const k = idempotencyKey(tenant, key, of);
     const set = await this.redis.set(k, id, 'EX', this.resultTtlSeconds, 'NX');
     return set ? id : ((await this.redis.get(k)) ?? id);
   }

@@ -11,8 +11,10 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { LidError } from './errors.js';
 import { FINAL_STATES, type JobRecord, type JobRequestInput, JobRequestSchema, type QueuedJob } from './job.js';
-import { JobStore, QUEUE_NAME, QUEUE_PREFIX } from './job-store.js';
+import { JobStore } from './job-store.js';
+import { keys, QUEUES } from './keys.js';
 import { connectRedis } from './redis.js';
+import { parseOrThrow } from './validation.js';
 
 const MAX_PRIORITY = 2_097_151; // BullMQ's largest priority (lowest urgency): 2^21 - 1
 
@@ -39,21 +41,12 @@ export class LidQueueClient {
     private readonly resultTtlSeconds = 86_400,
   ) {
     this.redis = connectRedis(redisUrl, 'queue-client');
-    this.queue = new Queue(QUEUE_NAME, { connection: this.redis, prefix: QUEUE_PREFIX });
+    this.queue = new Queue(QUEUES.jobs, { connection: this.redis, prefix: QUEUES.prefix });
     this.jobs = new JobStore(this.redis, resultTtlSeconds);
   }
 
   async submit(tenant: string, input: JobRequestInput, opts: { traceparent?: string } = {}): Promise<JobRecord> {
-    const parsed = JobRequestSchema.safeParse(input);
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
-      throw new LidError(
-        'invalid_spec',
-        `invalid job: ${issues.map((i) => `${i.path || '(job)'}: ${i.message}`).join('; ')}`,
-        { issues },
-      );
-    }
-    const request = parsed.data;
+    const request = parseOrThrow(JobRequestSchema, input, 'job');
     const record: JobRecord = {
       id: newJobId(),
       tenant,
@@ -68,7 +61,7 @@ export class LidQueueClient {
       ...(request.metadata ? { metadata: request.metadata } : {}),
     };
     await this.jobs.create(record);
-    const position = await this.redis.incr(`lid:tenant:${tenant}:queued`);
+    const position = await this.redis.incr(keys.tenantQueued(tenant));
     const queued: QueuedJob = { id: record.id, tenant, request, createdAt: record.createdAt, ...opts };
     await this.queue.add('job', queued, {
       jobId: record.id,

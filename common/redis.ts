@@ -1,21 +1,12 @@
-// Which Redis Lid uses and how it connects to it. REDIS_URL names a Redis shared by many nodes; without it, every
-// `lid` command with the same LID_DATA_DIR uses the embedded server under that directory (common/embedded-redis.ts),
-// starting it when needed. The gateway, the workers and the CLI all connect through connectRedis, so every
-// connection has the settings BullMQ needs and a name that shows in CLIENT LIST.
+// How Lid connects to Redis. The gateway, the workers and the CLI all connect through connectRedis, so every
+// connection has the settings BullMQ needs and a name that shows in CLIENT LIST. Which Redis (REDIS_URL or the
+// embedded server of `lid up`) is the CLI's decision (cli/local/redis-url.ts): the gateway and workers are given a URL.
 //
 // A Redis URL may carry credentials (redis://user:password@host:port/db, rediss:// for TLS; the embedded server's
 // always does): ioredis reads them from the URL and keeps them in the connection's options, which duplicate() and
 // BullMQ's own duplicates copy. Show a URL only through maskRedisUrl.
 import { Redis } from 'ioredis';
-import type { LidConfig } from './config.js';
-import { ensureEmbeddedRedis, type EnsureEmbeddedRedisOptions } from './embedded-redis.js';
-
-/** The URL of the Redis to use: REDIS_URL, or the embedded server of LID_DATA_DIR (started if it is not running). */
-export async function redisUrl(config: LidConfig, opts: EnsureEmbeddedRedisOptions = {}): Promise<string> {
-  return (
-    config.redisUrl ?? (await ensureEmbeddedRedis(config.dataDir, { maxmemory: config.redisMaxmemory, ...opts })).url
-  );
-}
+import { connectionName } from './keys.js';
 
 /** The URL with its password replaced by ***, for banners and logs. */
 export function maskRedisUrl(url: string): string {
@@ -32,7 +23,7 @@ export function maskRedisUrl(url: string): string {
  */
 export function connectRedis(url: string, purpose: string): Redis {
   return new Redis(url, {
-    connectionName: `lid:${purpose}`,
+    connectionName: connectionName(purpose),
     maxRetriesPerRequest: null,
     // Commands wait until the server has loaded its data (after a restart it replays its AOF first).
     enableReadyCheck: true,

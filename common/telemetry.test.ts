@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
 import { loadConfig } from './config.js';
+import { keys } from './keys.js';
 import { connectRedis } from './redis.js';
 import { ATTR, contextFromTraceparent, otlpTracesUrl, spanTraceId, traceIdOf, traceparentOf } from './telemetry.js';
 import { readTrace, TraceRecorder } from './trace-store.js';
@@ -72,7 +73,7 @@ describe('TraceRecorder', () => {
       ['image.pull', root.spanContext().spanId],
     ]);
     expect(spans[1]!.attributes[ATTR.jobId]).toBe('j1');
-    expect(await redis.ttl(`lid:trace:${traceId}`)).toBeGreaterThan(0);
-    expect(await redis.keys('lid:trace:*')).toEqual([`lid:trace:${traceId}`]);
+    expect(await redis.ttl(keys.trace(traceId))).toBeGreaterThan(0);
+    expect(await redis.keys(keys.trace('*'))).toEqual([keys.trace(traceId)]);
   });
 });

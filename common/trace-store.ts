@@ -1,5 +1,5 @@
-// A job's timeline without a tracing backend: every finished span that belongs to a job is appended to
-//   lid:trace:<traceId>   a list of JSON StoredSpan, expiring LID_RESULT_TTL after its last span
+// A job's timeline without a tracing backend: every finished span that belongs to a job is appended to the list
+// keys.trace(traceId) (common/keys.ts: JSON StoredSpan, expiring LID_RESULT_TTL after its last span)
 // by TraceRecorder, a span processor that both the gateway and the workers register, and read back by readTrace for
 // GET /v1/jobs/:id/trace. A span belongs to a job when it carries lid.job.id; children started in the same process
 // inherit it from their parent, so code deep in the worker (image pulls) need not know which job it serves.
@@ -7,6 +7,7 @@ import { type Attributes, trace } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-node';
 import type { Context } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
+import { keys } from './keys.js';
 
 const JOB_ID = 'lid.job.id'; // ATTR.jobId; repeated here so that telemetry.ts may import this module
 const FLUSH_MS = 50;
@@ -24,7 +25,6 @@ export interface StoredSpan {
   statusMessage?: string;
 }
 
-const traceKey = (traceId: string) => `lid:trace:${traceId}`;
 const toMs = ([s, ns]: [number, number]) => s * 1000 + ns / 1e6;
 const STATUS = ['unset', 'ok', 'error'] as const;
 
@@ -89,7 +89,7 @@ export class TraceRecorder implements SpanProcessor {
     if (batch.size === 0) return this.writing;
     const tx = this.redis.multi();
     for (const [traceId, spans] of batch)
-      tx.rpush(traceKey(traceId), ...spans).expire(traceKey(traceId), this.ttlSeconds);
+      tx.rpush(keys.trace(traceId), ...spans).expire(keys.trace(traceId), this.ttlSeconds);
     this.writing = this.writing.then(() =>
       tx.exec().then(
         () => {},
@@ -102,7 +102,7 @@ export class TraceRecorder implements SpanProcessor {
 
 /** The spans of `traceId` that belong to job `jobId` (a batch's jobs share a trace), sorted by start. */
 export async function readTrace(redis: Redis, traceId: string, jobId: string): Promise<StoredSpan[]> {
-  const raw = await redis.lrange(traceKey(traceId), 0, -1);
+  const raw = await redis.lrange(keys.trace(traceId), 0, -1);
   return raw
     .map((r) => JSON.parse(r) as StoredSpan)
     .filter((s) => s.attributes[JOB_ID] === jobId)

@@ -1,10 +1,11 @@
 // Errors the HTTP API answers with, and the one table that gives each error code its status. Every error leaves the
 // gateway as {"error": {"code", "message", "details"}}; the codes are LidError's (common/errors.ts) plus the few that
 // only HTTP has (authentication, conflicts, sizes, quotas). `satisfies Record<ApiErrorCode, ...>` makes the table
-// exhaustive: a code added to common/errors.ts without a status here fails the typecheck.
+// exhaustive: a code added to common/errors.ts without a status here fails the typecheck. Invalid input is
+// common/validation.ts's one error, whose problems become the envelope's details (errorDetails).
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import type { z } from 'zod';
-import type { ErrorCode } from '../common/errors.js';
+import type { ErrorCode, LidError } from '../common/errors.js';
+import { problemsIn } from '../common/validation.js';
 
 export type ApiErrorCode =
   | ErrorCode
@@ -46,13 +47,6 @@ export function redisFull(): ApiError {
   );
 }
 
-/** One thing to fix in a request: where (dotted path, e.g. "jobs.3.limits.timeoutMs") and what. */
-export interface Problem {
-  path: string;
-  message: string;
-  [more: string]: unknown;
-}
-
 export interface ErrorEnvelope {
   error: { code: ApiErrorCode; message: string; details: unknown };
 }
@@ -78,30 +72,10 @@ export function envelope(code: ApiErrorCode, message: string, details: unknown =
   return { error: { code, message, details } };
 }
 
-/** A 400 that lists every problem, with a message naming the first few so a person sees what to fix at once. */
-export function invalidRequest(problems: Problem[], what = 'request'): ApiError {
-  const shown = problems.slice(0, 3).map((p) => `${p.path || 'body'}: ${p.message}`);
-  const more = problems.length > 3 ? ` (and ${problems.length - 3} more)` : '';
-  return new ApiError('invalid_spec', `invalid ${what}: ${shown.join('; ')}${more}`, problems);
-}
-
 /**
- * Zod issues as problems, with paths prefixed (a batch's "jobs.3."). Unknown fields name the field itself, and a
- * bad record key says what is wrong with the key rather than zod's generic "Invalid key in record".
+ * A LidError's details as the envelope carries them: invalid input's problems as the list [{path, message}] the API
+ * documents for a 400, any other error's facts as they are.
  */
-export function problemsOf(issues: readonly z.core.$ZodIssue[], prefix = ''): Problem[] {
-  const join = (path: readonly PropertyKey[]) => prefix + path.map(String).join('.');
-  return issues.flatMap((issue): Problem[] => {
-    if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => ({
-        path: join([...issue.path, key]),
-        message: 'unknown field: remove it (see /openapi.json for the fields this endpoint takes)',
-      }));
-    }
-    if (issue.code === 'invalid_key') {
-      const why = issue.issues.map((i) => i.message).join('; ');
-      return [{ path: join(issue.path), message: `invalid key: ${why}` }];
-    }
-    return [{ path: join(issue.path), message: issue.message }];
-  });
+export function errorDetails(err: LidError): unknown {
+  return problemsIn(err) ?? err.details ?? null;
 }

@@ -2,9 +2,9 @@
 // app.request() with no server. Order matters: the body limit and the request log wrap everything; /v1 requires an
 // API key and takes a rate-limit token before any /v1 route runs; /healthz, /readyz and the reference are public.
 import { Hono } from 'hono';
+import { BatchStore } from '../common/batch-store.js';
 import { createLogger } from '../common/logger.js';
 import { createMetrics } from '../common/metrics.js';
-import { BatchStore } from './batch-store.js';
 import type { GatewayDeps, GatewayEnv, Services } from './deps.js';
 import { JobNotifier } from './job-notifier.js';
 import { ImageCatalog } from './image-names.js';

@@ -3,6 +3,7 @@
 // problem's path in details), never a 500.
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys } from '../common/keys.js';
 import {
   call,
   expectError,
@@ -11,7 +12,6 @@ import {
   type TestTenant,
 } from '../test/gateway-harness.js';
 import type { GatewayEnv } from './deps.js';
-import { IMAGES_KEY } from './image-names.js';
 
 let h: GatewayHarness;
 let app: Hono<GatewayEnv>;
@@ -80,7 +80,7 @@ describe('bad input is a 4xx envelope that says what to fix, never a 500', () =>
   });
 
   it('refuses an image the workers do not offer, naming the ones they do; registry images pass', async () => {
-    await h.redis.sadd(IMAGES_KEY, 'busybox:latest', 'python:latest');
+    await h.redis.sadd(keys.images, 'busybox:latest', 'python:latest');
     try {
       const reply = await submit({ ...job, image: 'ruby' });
       expectError(reply, 400, 'invalid_spec', 'image');
@@ -93,7 +93,7 @@ describe('bad input is a 4xx envelope that says what to fix, never a 500', () =>
         images: ['busybox:latest', 'python:latest'],
       });
     } finally {
-      await h.redis.del(IMAGES_KEY);
+      await h.redis.del(keys.images);
     }
   });
 

@@ -5,7 +5,7 @@ import { Queue } from 'bullmq';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EgressPolicy } from '../common/egress-policy.js';
-import { QUEUE_PREFIX } from '../common/job-store.js';
+import { QUEUES } from '../common/keys.js';
 import { connectRedis } from '../common/redis.js';
 import {
   call,
@@ -28,7 +28,7 @@ beforeAll(async () => {
   h = await startGatewayHarness();
   ({ app } = h.gateway());
   // The same gateway, configured with LID_ALLOW_PRIVATE_EGRESS=127.0.0.0/8.
-  const queue = new Queue('jobs-callback-allowed', { connection: h.redis, prefix: QUEUE_PREFIX });
+  const queue = new Queue('jobs-callback-allowed', { connection: h.redis, prefix: QUEUES.prefix });
   const finals = new JobNotifier(() => connectRedis(h.server.url, 'test-finals'));
   closers.push(
     () => queue.close(),

@@ -7,7 +7,7 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
 import type { JobLimits } from '../common/job.js';
-import { QUEUE_PREFIX } from '../common/job-store.js';
+import { QUEUES } from '../common/keys.js';
 import { connectRedis } from '../common/redis.js';
 import { call, expectError, type GatewayHarness, startGatewayHarness } from '../test/gateway-harness.js';
 import { createApp } from './app.js';
@@ -34,7 +34,7 @@ function gatewayWithCaps(env: Record<string, string>) {
   const config = loadConfig({ REDIS_URL: h.server.url, LOG_LEVEL: 'silent', ...env });
   const queue = new Queue(`jobs-${crypto.randomBytes(4).toString('hex')}`, {
     connection: h.redis,
-    prefix: QUEUE_PREFIX,
+    prefix: QUEUES.prefix,
   });
   const finals = new JobNotifier(() => connectRedis(h.server.url, 'test-finals'));
   queues.push(queue);

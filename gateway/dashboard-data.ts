@@ -1,12 +1,12 @@
 // What the dashboard's JSON endpoints read, for every tenant at once: the queue's counts from BullMQ, the workers
-// (lid:workers heartbeats, detailed by each worker's lid:worker:<id> record), the running and recent jobs the
+// (keys.workers heartbeats, detailed by each worker's keys.worker(id) record), the running and recent jobs the
 // workers list (common/activity.ts), and a job's timeline -- its trace spans when the job was traced, otherwise
 // phases derived from the record's own timestamps and timings, so a timeline is always there to draw.
-import { RECENT_KEY, RUNNING_KEY, readWorkerInfo, type WorkerInfo } from '../common/activity.js';
+import { readWorkerInfo, type WorkerInfo } from '../common/activity.js';
 import type { JobRecord } from '../common/job.js';
+import { keys } from '../common/keys.js';
 import { readTrace } from '../common/trace-store.js';
 import type { Services } from './deps.js';
-import { WORKERS_KEY } from './routes/meta.js';
 
 const WORKER_FRESH_MS = 15_000;
 const RECENT_SHOWN = 50;
@@ -75,9 +75,9 @@ async function records(s: Services, ids: string[]): Promise<JobSummary[]> {
 export async function overview(s: Services): Promise<Overview> {
   const [counts, beats, runningIds, recentIds] = await Promise.all([
     s.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
-    s.redis.zrevrange(WORKERS_KEY, 0, 99, 'WITHSCORES'),
-    s.redis.srandmember(RUNNING_KEY, RUNNING_SHOWN),
-    s.redis.lrange(RECENT_KEY, 0, RECENT_SHOWN - 1),
+    s.redis.zrevrange(keys.workers, 0, 99, 'WITHSCORES'),
+    s.redis.srandmember(keys.running, RUNNING_SHOWN),
+    s.redis.lrange(keys.recent, 0, RECENT_SHOWN - 1),
   ]);
   const ids = beats.filter((_, i) => i % 2 === 0);
   const infos = await readWorkerInfo(s.redis, ids);

@@ -4,10 +4,10 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { BatchStore } from '../common/batch-store.js';
 import type { LidConfig } from '../common/config.js';
 import type { JobStore } from '../common/job-store.js';
 import type { LidMetrics } from '../common/metrics.js';
-import type { BatchStore } from './batch-store.js';
 import type { JobNotifier } from './job-notifier.js';
 import type { ImageCatalog } from './image-names.js';
 import type { Quota } from './quota.js';

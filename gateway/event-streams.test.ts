@@ -28,12 +28,8 @@ afterAll(async () => {
 });
 
 async function gatewayWith(maxStreams: number): Promise<RunningGateway> {
-  const config = loadConfig({
-    REDIS_URL: server.url,
-    LOG_LEVEL: 'silent',
-    LID_MAX_STREAMS_PER_TENANT: String(maxStreams),
-  });
-  const gateway = await startGateway({ ...config, port: 0 });
+  const config = loadConfig({ LOG_LEVEL: 'silent', LID_MAX_STREAMS_PER_TENANT: String(maxStreams) });
+  const gateway = await startGateway({ ...config, port: 0 }, { redisUrl: server.url });
   gateways.push(gateway);
   return gateway;
 }

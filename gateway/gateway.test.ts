@@ -4,7 +4,7 @@
 import { Queue } from 'bullmq';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUEUE_PREFIX } from '../common/job-store.js';
+import { keys, QUEUES } from '../common/keys.js';
 import { fairPriority } from '../common/queue-client.js';
 import { connectRedis } from '../common/redis.js';
 import {
@@ -16,7 +16,6 @@ import {
 } from '../test/gateway-harness.js';
 import { createApp } from './app.js';
 import type { GatewayEnv } from './deps.js';
-import { queuedKey } from './quota.js';
 
 let h: GatewayHarness;
 let app: Hono<GatewayEnv>;
@@ -85,7 +84,7 @@ describe('submitting a job', () => {
       request: expect.objectContaining({ image: 'busybox', command: ['echo', 'hi'], env: { A: '1' }, files: [] }),
     });
     expect(queued?.opts).toMatchObject({ priority: fairPriority(1), attempts: 3 });
-    expect(await h.redis.get(queuedKey(t.name))).toBe('1');
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBe('1');
     expect((await call(app, 'GET', `/v1/jobs/${record.id}`, { tenant: t })).body).toEqual(record);
   });
 
@@ -96,22 +95,22 @@ describe('submitting a job', () => {
     const again = await submit(t, job, key);
     expect(again.status).toBe(202);
     expect(again.body.id).toBe(first.body.id);
-    expect(await h.redis.get(queuedKey(t.name))).toBe('1');
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBe('1');
     const other = await h.tenant(); // keys are per tenant
     expect((await submit(other, job, key)).body.id).not.toBe(first.body.id);
     expectError(await submit(t, job, { 'Idempotency-Key': 'has:colon' }), 400, 'invalid_spec');
-    expect(await h.redis.get(queuedKey(t.name))).toBe('1'); // a refused request reserves nothing
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBe('1'); // a refused request reserves nothing
   });
 
   it('answers 503 when the queue is unavailable, marks the record error and counts nothing', async () => {
     const { hostname, port } = new URL(h.server.url);
-    const broken = new Queue('broken', { connection: { host: hostname, port: Number(port) }, prefix: QUEUE_PREFIX });
+    const broken = new Queue('broken', { connection: { host: hostname, port: Number(port) }, prefix: QUEUES.prefix });
     await broken.close();
     const t = await h.tenant();
     const reply = await call(h.gateway(broken).app, 'POST', '/v1/jobs', { tenant: t, body: job });
     expectError(reply, 503, 'setup_failed');
-    expect(await h.redis.get(queuedKey(t.name))).toBe('0');
-    const ids = (await h.redis.keys('lid:job:job_*')).filter((k) => k.split(':').length === 3).map((k) => k.slice(8));
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBe('0');
+    const ids = (await h.redis.keys(keys.job('job_*'))).filter((k) => k.split(':').length === 3).map((k) => k.slice(8));
     const records = (await Promise.all(ids.map((id) => h.jobs.get(id)))).filter((r) => r?.tenant === t.name);
     expect(records).toEqual([
       expect.objectContaining({ state: 'error', error: expect.objectContaining({ code: 'setup_failed' }) }),
@@ -153,7 +152,7 @@ describe('quotas and ceilings', () => {
     const refused = await submit(t);
     expectError(refused, 429, 'queue_full');
     expect(refused.body.error.details).toMatchObject({ maxQueued: 2, queued: 2 });
-    expect(await h.redis.get(queuedKey(t.name))).toBe('2');
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBe('2');
   });
 
   it("answers 400 naming the field for limits above the tenant's ceiling, and caps defaults to it", async () => {
@@ -174,11 +173,11 @@ describe('public endpoints', () => {
     const unready = await call(app, 'GET', '/readyz');
     expect(unready.status).toBe(503);
     expect(unready.body).toMatchObject({ status: 'unready', reasons: [expect.stringMatching(/no worker/)] });
-    await h.redis.zadd('lid:workers', Date.now() - 60_000, 'stale-worker');
+    await h.redis.zadd(keys.workers, Date.now() - 60_000, 'stale-worker');
     expect((await call(app, 'GET', '/readyz')).status).toBe(503);
-    await h.redis.zadd('lid:workers', Date.now(), 'worker-1');
+    await h.redis.zadd(keys.workers, Date.now(), 'worker-1');
     expect(await call(app, 'GET', '/readyz')).toMatchObject({ status: 200, body: { status: 'ready', workers: 1 } });
-    await h.redis.del('lid:workers');
+    await h.redis.del(keys.workers);
   });
 
   it('is not ready while Redis is unreachable, and says so at once', async () => {

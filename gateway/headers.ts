@@ -3,7 +3,8 @@
 import type { Context } from 'hono';
 import { ApiError } from './api-error.js';
 
-// No ":" allowed: keys are stored as lid:idem:<tenant>:<key> and batch keys as ...:batch:<key>, which must not meet.
+// No ":" allowed: a job's key is stored as lid:idem:<tenant>:<key> and a batch's as lid:idem:<tenant>:batch:<key>
+// (common/keys.ts), which must not meet.
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9_.+/=-]{1,255}$/;
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 

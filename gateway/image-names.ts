@@ -1,11 +1,10 @@
 // Which images a job may name. The gateway cannot look into the image stores (they live on the worker nodes), so
 // it checks what it can: that the name is a sane image reference, and, when workers have published what they offer
-// in the Redis SET lid:images ("python:latest", ...), that a local name is one of them. A name with a registry host
+// in the Redis SET keys.images ("python:latest", ...), that a local name is one of them. A name with a registry host
 // ("127.0.0.1:5000/team/app:1") is let through: workers pull such images on first use, so no list can hold them all.
 import type { Redis } from 'ioredis';
-import type { Problem } from './api-error.js';
-
-export const IMAGES_KEY = 'lid:images';
+import { keys } from '../common/keys.js';
+import type { Problem } from '../common/validation.js';
 
 // [registry[:port]/]path[:tag][@sha256:digest], loosely: the worker's parser has the last word.
 const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._\-/:]*(@sha256:[a-f0-9]{64})?$/;
@@ -28,7 +27,7 @@ export class ImageCatalog {
 
   /** The names workers published, sorted; empty when none did. */
   async list(): Promise<string[]> {
-    return (await this.redis.smembers(IMAGES_KEY)).sort();
+    return (await this.redis.smembers(keys.images)).sort();
   }
 
   /**

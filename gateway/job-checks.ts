@@ -6,7 +6,7 @@
 // where the tenant can fix it; names are checked when the worker resolves them at delivery.
 import type { JobRequest } from '../common/job.js';
 import { serverCaps } from '../common/limits.js';
-import { invalidRequest, type Problem } from './api-error.js';
+import { invalidInput, type Problem } from '../common/validation.js';
 import type { Services } from './deps.js';
 import { applyCeilings } from './quota.js';
 import type { Tenant } from './tenants.js';
@@ -23,7 +23,7 @@ export async function checkJobs(
     const image = checkImage(r.image, `${prefixOf(i)}image`);
     return [...(image ? [image] : []), ...callbackProblems(s, r.callbackUrl, `${prefixOf(i)}callbackUrl`)];
   });
-  if (problems.length) throw invalidRequest(problems, requests.length === 1 ? 'job' : 'batch');
+  if (problems.length) throw invalidInput(problems, requests.length === 1 ? 'job' : 'batch');
   const caps = serverCaps(s.config);
   return requests.map((r, i) => applyCeilings(r, tenant, caps, prefixOf(i)));
 }
@@ -31,7 +31,7 @@ export async function checkJobs(
 /** A 400 when a batch's own callbackUrl names an address callbacks may not go to. */
 export function checkCallbackUrl(s: Services, url: string | undefined, path: string): void {
   const problems = callbackProblems(s, url, path);
-  if (problems.length) throw invalidRequest(problems, 'batch');
+  if (problems.length) throw invalidInput(problems, 'batch');
 }
 
 function callbackProblems(s: Services, url: string | undefined, path: string): Problem[] {

@@ -1,10 +1,11 @@
-// Following a job's event stream (lid:job:<id>:events: state changes, output chunks, then `final`) as it grows.
+// Following a job's event stream (keys.jobEvents: state changes, output chunks, then `final`) as it grows.
 // Followers hold no Redis connection of their own: each reads new entries without blocking on the gateway's shared
 // connection, and in between waits on the gateway's one pub/sub subscription (gateway/job-notifier.ts) for the
-// job's id on lid:events, which every append publishes. A follower ends after `final`, at its deadline, when its
+// job's id on CHANNELS.events, which every append publishes. A follower ends after `final`, at its deadline, when its
 // consumer stops, or when its signal aborts (the client went away).
 import { FINAL_STATES, type JobRecord } from '../common/job.js';
-import { EVENTS_CHANNEL, FINAL_CHANNEL, type JobEvent, JobStore } from '../common/job-store.js';
+import { type JobEvent, JobStore } from '../common/job-store.js';
+import { CHANNELS } from '../common/keys.js';
 import type { Services } from './deps.js';
 
 export const isFinal = (r: JobRecord): boolean => FINAL_STATES.includes(r.state);
@@ -38,7 +39,7 @@ export async function* followEvents(
     let entries: StreamEntry[] = [];
     const read = async () => (entries = await store.readEvents(jobId, from)).length > 0;
     // Registered before the first read, so an append between the read and the wait still wakes us.
-    await s.notifier.wait(EVENTS_CHANNEL, jobId, quietUntil, read, signal);
+    await s.notifier.wait(CHANNELS.events, jobId, quietUntil, read, signal);
     if (signal?.aborted) return;
     if (entries.length === 0) await read(); // woken by an append, or quiet until quietUntil
     if (entries.length === 0) {
@@ -56,7 +57,7 @@ export async function* followEvents(
 /** Resolves when the job has ended, or at the deadline, whichever comes first (one shared subscription). */
 export async function waitForFinal(s: Services, jobId: string, until: number, signal?: AbortSignal): Promise<void> {
   await s.notifier.wait(
-    FINAL_CHANNEL,
+    CHANNELS.final,
     jobId,
     until,
     async () => {

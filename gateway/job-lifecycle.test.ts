@@ -6,7 +6,7 @@ import { type Job, type Queue, Worker } from 'bullmq';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobRecord, QueuedJob } from '../common/job.js';
-import { QUEUE_PREFIX } from '../common/job-store.js';
+import { keys, QUEUES } from '../common/keys.js';
 import {
   call,
   connectionsNamed,
@@ -17,7 +17,6 @@ import {
   type TestTenant,
 } from '../test/gateway-harness.js';
 import type { GatewayEnv } from './deps.js';
-import { queuedKey } from './quota.js';
 import { StreamCap } from './stream-cap.js';
 
 let h: GatewayHarness;
@@ -35,7 +34,7 @@ function fakeWorker(queue: Queue, run: (job: Job<QueuedJob>) => Promise<void>): 
   // Connection options rather than a connection: the Worker then owns its connections and closes them.
   return new Worker<QueuedJob>(queue.name, run, {
     connection: { host: hostname, port: Number(port), username, password },
-    prefix: QUEUE_PREFIX,
+    prefix: QUEUES.prefix,
   });
 }
 
@@ -98,12 +97,12 @@ describe('cancelling', () => {
 
   it('cancels a queued job: cancelled, off the queue, no longer counted, final event; a second DELETE is 409', async () => {
     const { id } = (await call(app, 'POST', '/v1/jobs', { tenant: t, body: job })).body;
-    expect(await h.redis.get(queuedKey(t.name))).toBe('1');
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBe('1');
     const reply = await call(app, 'DELETE', `/v1/jobs/${id}`, { tenant: t });
     expect(reply.status).toBe(200);
     expect(reply.body).toMatchObject({ id, state: 'cancelled', finishedAt: expect.any(String) });
     expect(await queue.getJob(id)).toBeUndefined();
-    expect(await h.redis.get(queuedKey(t.name))).toBe('0');
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBe('0');
     expect((await call(app, 'GET', `/v1/jobs/${id}`, { tenant: t })).body.state).toBe('cancelled');
     const events = await h.jobs.readEvents(id, '0', 1);
     expect(events.map((e) => e.event.type)).toEqual(['state', 'state', 'final']);
@@ -287,6 +286,6 @@ describe('batches', () => {
     const tooMany = await call(app, 'POST', '/v1/batches', { tenant: t, body: { jobs: Array(1001).fill(job) } });
     expect(tooMany.body.error.details).toContainEqual(expect.objectContaining({ path: 'jobs' }));
     expect(await queue.count()).toBe(0);
-    expect(await h.redis.get(queuedKey(t.name))).toBeNull();
+    expect(await h.redis.get(keys.tenantQueued(t.name))).toBeNull();
   });
 });

@@ -1,15 +1,15 @@
 // Waking requests when something happens to a job, with one pub/sub subscription per gateway process shared by all
-// of them. Workers (and the gateway itself) publish a job's id on two channels (common/job-store.ts): lid:events
-// whenever they append to the job's event stream, lid:final when they store its final record. `POST /v1/jobs?wait`
-// waits on lid:final; every `GET /v1/jobs/:id/events` follower waits on lid:events and then reads the new entries
-// without blocking on the gateway's shared connection.
+// of them. Workers (and the gateway itself) publish a job's id on two channels (common/keys.ts): CHANNELS.events
+// whenever they append to the job's event stream, CHANNELS.final when they store its final record.
+// `POST /v1/jobs?wait` waits on CHANNELS.final; every `GET /v1/jobs/:id/events` follower waits on CHANNELS.events
+// and then reads the new entries without blocking on the gateway's shared connection.
 //
 // A blocking read per request would cost a Redis connection per waiting request or open stream: under load that was
 // the largest single cost of the all-in-one's event loop, and a few thousand open streams exhausted Redis.
 import type { Redis } from 'ioredis';
-import { EVENTS_CHANNEL, FINAL_CHANNEL } from '../common/job-store.js';
+import { CHANNELS } from '../common/keys.js';
 
-export type JobChannel = typeof FINAL_CHANNEL | typeof EVENTS_CHANNEL;
+export type JobChannel = typeof CHANNELS.final | typeof CHANNELS.events;
 
 export class JobNotifier {
   private subscriber: Redis | null = null;
@@ -26,7 +26,7 @@ export class JobNotifier {
       sub.on('message', (channel: string, id: string) => {
         for (const wake of this.waiters.get(`${channel} ${id}`) ?? []) wake();
       });
-      await sub.subscribe(FINAL_CHANNEL, EVENTS_CHANNEL);
+      await sub.subscribe(CHANNELS.final, CHANNELS.events);
     })();
     return this.ready;
   }

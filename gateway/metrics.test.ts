@@ -6,7 +6,7 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
-import { QUEUE_PREFIX } from '../common/job-store.js';
+import { keys, QUEUES } from '../common/keys.js';
 import { createMetrics, type LidMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
 import {
@@ -28,7 +28,7 @@ let acme: TestTenant;
 
 beforeAll(async () => {
   h = await startGatewayHarness();
-  queue = new Queue(`metrics-${process.pid}`, { connection: h.redis, prefix: QUEUE_PREFIX });
+  queue = new Queue(`metrics-${process.pid}`, { connection: h.redis, prefix: QUEUES.prefix });
   acme = await h.tenant();
 });
 afterAll(async () => {
@@ -77,7 +77,7 @@ describe('GET /metrics', () => {
 
   it('counts submissions per tenant and the job ends recorded in the shared registry', async () => {
     const { app, metrics } = appWith();
-    await h.redis.sadd('lid:images', 'busybox:latest');
+    await h.redis.sadd(keys.images, 'busybox:latest');
     for (let i = 0; i < 2; i++) {
       const r = await call(app, 'POST', '/v1/jobs', { tenant: acme, body: { image: 'busybox', command: ['true'] } });
       expect(r.status, JSON.stringify(r.body)).toBe(202);

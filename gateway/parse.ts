@@ -1,8 +1,13 @@
 // Reading what a client sent: the JSON body and the query string, each checked against a zod schema. Every
-// failure is a 400 that says what to fix; nothing a client sends can reach a handler unchecked or become a 500.
+// failure is a 400 that says what to fix (common/validation.ts's error, answered by the error middleware); nothing
+// a client sends can reach a handler unchecked or become a 500.
 import type { Context } from 'hono';
 import type { z } from 'zod';
-import { ApiError, invalidRequest, problemsOf } from './api-error.js';
+import { parseOrThrow } from '../common/validation.js';
+import { ApiError } from './api-error.js';
+
+/** Told with each unknown field a client sends. */
+const FIELDS_HINT = 'see /openapi.json for the fields this endpoint takes';
 
 export async function readJson(c: Context): Promise<unknown> {
   const text = await c.req.text();
@@ -15,9 +20,7 @@ export async function readJson(c: Context): Promise<unknown> {
 }
 
 export function parseWith<T extends z.ZodType>(schema: T, input: unknown, what: string): z.output<T> {
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) throw invalidRequest(problemsOf(parsed.error.issues), what);
-  return parsed.data;
+  return parseOrThrow(schema, input, what, { fieldsHint: FIELDS_HINT });
 }
 
 export const parseQuery = <T extends z.ZodType>(c: Context, schema: T): z.output<T> =>

@@ -1,20 +1,17 @@
-// A tenant's quotas, checked by the gateway:
-//   rate       a token bucket per tenant (lid:tenant:<t>:rate), refilled at ratePerSec and holding one second's
+// A tenant's quotas, checked by the gateway (keys in common/keys.ts):
+//   rate       a token bucket per tenant (keys.tenantRate), refilled at ratePerSec and holding one second's
 //              worth; one Lua script reads, refills and takes, so gateways sharing the Redis share the bucket
-//   max queued the counter lid:tenant:<t>:queued of the tenant's jobs waiting in the queue: INCR at submit, DECR when
-//              refused; a worker DECRs it when the job first leaves the queue, guarded by lid:job:<id>:dequeued
+//   max queued the counter keys.tenantQueued of the tenant's jobs waiting in the queue: INCR at submit, DECR when
+//              refused; a worker DECRs it when the job first leaves the queue, guarded by keys.jobDequeued
 //              (SET NX) so a job is never counted out twice; the gateway uses the same guard when it cancels one
 //   ceilings   limits a job may ask for: each of the six under min(the tenant's ceiling, the server's cap), a 400
 //              naming the field and the ceiling (common/limits.ts holds the rule the workers apply too)
 import type { Redis } from 'ioredis';
 import type { JobRequest } from '../common/job.js';
+import { keys } from '../common/keys.js';
 import { capCeilings, fitLimits, type LimitValues, lowerOf, tenantCeilings } from '../common/limits.js';
 import { ApiError } from './api-error.js';
 import type { Tenant } from './tenants.js';
-
-export const queuedKey = (tenant: string) => `lid:tenant:${tenant}:queued`;
-const rateKey = (tenant: string) => `lid:tenant:${tenant}:rate`;
-const dequeuedKey = (jobId: string) => `lid:job:${jobId}:dequeued`;
 
 // KEYS[1] the bucket; ARGV: tokens per second, capacity, cost. Returns {1, 0} when taken, else {0, ms to wait}.
 // Time comes from the Redis server, not from each gateway, so gateways with skewed clocks agree.
@@ -45,7 +42,7 @@ export class Quota {
     const [taken, waitMs] = (await this.redis.eval(
       TAKE_TOKENS,
       1,
-      rateKey(tenant.name),
+      keys.tenantRate(tenant.name),
       tenant.ratePerSec,
       capacity,
       1,
@@ -65,9 +62,9 @@ export class Quota {
    * them, so the new jobs are the last n positions of the tenant's queue: the fair-share priority needs them.
    */
   async reserveQueued(tenant: Tenant, n: number): Promise<number> {
-    const count = await this.redis.incrby(queuedKey(tenant.name), n);
+    const count = await this.redis.incrby(keys.tenantQueued(tenant.name), n);
     if (count <= tenant.maxQueued) return count;
-    await this.redis.decrby(queuedKey(tenant.name), n);
+    await this.redis.decrby(keys.tenantQueued(tenant.name), n);
     const waiting = count - n;
     throw new ApiError(
       'queue_full',
@@ -80,7 +77,7 @@ export class Quota {
 
   /** Gives back reservations for jobs that never reached the queue (refused, or the queue add failed). */
   async releaseQueued(tenantName: string, n: number): Promise<void> {
-    if (n > 0) await this.redis.decrby(queuedKey(tenantName), n);
+    if (n > 0) await this.redis.decrby(keys.tenantQueued(tenantName), n);
   }
 
   /**
@@ -88,8 +85,8 @@ export class Quota {
    * workers use makes this a no-op when a worker already counted it out.
    */
   async leftQueue(tenantName: string, jobId: string): Promise<void> {
-    if (await this.redis.set(dequeuedKey(jobId), '1', 'EX', this.resultTtlSeconds, 'NX')) {
-      await this.redis.decr(queuedKey(tenantName));
+    if (await this.redis.set(keys.jobDequeued(jobId), '1', 'EX', this.resultTtlSeconds, 'NX')) {
+      await this.redis.decr(keys.tenantQueued(tenantName));
     }
   }
 }

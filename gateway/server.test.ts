@@ -19,7 +19,7 @@ beforeAll(async () => {
   const { apiKey } = await new TenantStore(redis).create('acme');
   auth = { Authorization: `Bearer ${apiKey}` };
   // port 0 (any free port) directly: LID_PORT itself accepts only 1..65535 today.
-  gateway = await startGateway({ ...loadConfig({ REDIS_URL: server.url, LOG_LEVEL: 'silent' }), port: 0 });
+  gateway = await startGateway({ ...loadConfig({ LOG_LEVEL: 'silent' }), port: 0 }, { redisUrl: server.url });
 });
 afterAll(async () => {
   await gateway?.close();

@@ -1,16 +1,19 @@
 // The gateway as a running server: @hono/node-server serving createApp on config.port (0 picks a free port; the
-// URL reports the real one). Without deps it opens its own Redis connections (REDIS_URL, or the embedded Redis)
-// and closes them on close(); deps given by the caller stay the caller's. close() is idempotent: one memoised
-// promise running an ordered list of cleanups, each in its own try/catch so one failure does not skip the rest.
+// URL reports the real one). Without deps it opens its own Redis connections to the URL its caller gives (the CLI
+// decides which Redis: cli/local/redis-url.ts) and closes them on close(); deps given by the caller stay the
+// caller's. close() is idempotent: one memoised promise running an ordered list of cleanups, each in its own
+// try/catch so one failure does not skip the rest.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Queue } from 'bullmq';
 import type { LidConfig } from '../common/config.js';
-import { JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { JobStore } from '../common/job-store.js';
+import { QUEUES } from '../common/keys.js';
 import { createLogger } from '../common/logger.js';
 import { createMetrics } from '../common/metrics.js';
-import { connectRedis, redisUrl } from '../common/redis.js';
+import { LidError } from '../common/errors.js';
+import { connectRedis } from '../common/redis.js';
 import { createApp } from './app.js';
 import type { GatewayDeps } from './deps.js';
 import { JobNotifier } from './job-notifier.js';
@@ -24,10 +27,16 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(config: LidConfig, deps: Partial<GatewayDeps> = {}): Promise<RunningGateway> {
+export interface GatewayOptions extends Partial<GatewayDeps> {
+  /** The Redis to connect to; needed unless both `redis` and `blockingRedis` are given. */
+  redisUrl?: string;
+}
+
+export async function startGateway(config: LidConfig, opts: GatewayOptions): Promise<RunningGateway> {
+  const { redisUrl: url, ...deps } = opts;
+  if (!url && !(deps.redis && deps.blockingRedis))
+    throw new LidError('internal', 'startGateway needs a Redis URL, or both redis and blockingRedis');
   const logger = deps.logger ?? createLogger(config, 'gateway');
-  const url =
-    deps.redis && deps.blockingRedis ? undefined : await redisUrl(config, { onNotice: (m) => logger.info(m) });
   const metrics = deps.metrics ?? createMetrics();
   const open = (purpose: string) => {
     const connection = connectRedis(url!, purpose);
@@ -36,7 +45,7 @@ export async function startGateway(config: LidConfig, deps: Partial<GatewayDeps>
     return connection;
   };
   const redis = deps.redis ?? open('gateway');
-  const queue = deps.queue ?? new Queue(QUEUE_NAME, { connection: redis, prefix: QUEUE_PREFIX });
+  const queue = deps.queue ?? new Queue(QUEUES.jobs, { connection: redis, prefix: QUEUES.prefix });
   // One subscription for the whole process: ?wait and every /events stream share it.
   const notifier = deps.notifier ?? new JobNotifier(deps.blockingRedis ?? (() => open('gateway-notifier')));
   const app = createApp({

@@ -3,9 +3,11 @@
 import crypto from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { keys } from '../common/keys.js';
 import { connectRedis } from '../common/redis.js';
+import { TENANT_DEFAULTS } from '../common/tenant-record.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
-import { TENANT_DEFAULTS, TenantStore } from './tenants.js';
+import { TenantStore } from './tenants.js';
 
 let server: TestRedis;
 let redis: Redis;
@@ -31,7 +33,7 @@ it('creates a tenant with the defaults and a key that is stored only as its SHA-
     signingVersion: 1,
   });
   const hash = crypto.createHash('sha256').update(apiKey).digest('hex');
-  expect(await redis.get(`lid:apikey:${hash}`)).toBe('acme');
+  expect(await redis.get(keys.apiKey(hash))).toBe('acme');
   for (const key of await redis.keys('*')) {
     expect(key).not.toContain(apiKey);
     const type = await redis.type(key);
@@ -88,7 +90,7 @@ it('revokes a key: it stops working at once, the tenant and its settings stay', 
 
 it('reads a record written before the newer ceilings and signing secrets existed with today’s defaults', async () => {
   const old = { name: 'elder', concurrency: 2, ratePerSec: 9, maxQueued: 10, maxTimeoutMs: 5000 };
-  await redis.set('lid:tenant:elder', JSON.stringify({ ...old, createdAt: 'then', revokedAt: null, keyHash: 'h' }));
+  await redis.set(keys.tenant('elder'), JSON.stringify({ ...old, createdAt: 'then', revokedAt: null, keyHash: 'h' }));
   expect(await store.get('elder')).toEqual({
     ...TENANT_DEFAULTS,
     ...old,
@@ -97,4 +99,17 @@ it('reads a record written before the newer ceilings and signing secrets existed
     signingVersion: 0,
   });
   expect(await store.update('elder', { maxPids: 32 })).toMatchObject({ maxPids: 32, maxCpus: TENANT_DEFAULTS.maxCpus });
+});
+
+it('refuses a tenant whose stored record is malformed, naming its key and field, and lets nobody in with it', async () => {
+  const { apiKey } = await store.create('broken');
+  const stored = JSON.parse((await redis.get(keys.tenant('broken')))!);
+  await redis.set(keys.tenant('broken'), JSON.stringify({ ...stored, concurrency: 'many' }));
+  const why = {
+    code: 'internal',
+    message: expect.stringMatching(/^invalid tenant record lid:tenant:broken: concurrency: /),
+  };
+  await expect(store.get('broken')).rejects.toMatchObject(why);
+  await expect(store.authenticate(apiKey)).rejects.toMatchObject(why);
+  await expect(store.update('broken', { concurrency: 2 })).rejects.toMatchObject(why);
 });

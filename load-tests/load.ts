@@ -5,8 +5,8 @@
 // Usage: npm run load -- --jobs 2000 --concurrency 32 [--image busybox] [--warmup 20]
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { gatewayEndpoint } from '../cli/local/dev-tenant.js';
 import { loadConfig } from '../common/config.js';
-import { gatewayEndpoint } from '../common/dev-tenant.js';
 import type { JobRecord } from '../common/job.js';
 
 const { values: args } = parseArgs({

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LidError } from '../common/errors.js';
 import { type RunResult, type RunSpecInput, RunSpecSchema } from '../common/run-spec.js';
+import { parseOrThrow } from '../common/validation.js';
 import { createCgroupDriver } from './cgroups/detect.js';
 import type { CgroupDriver } from './cgroups/driver.js';
 import { ensureInitBinary } from './init/init-binary.js';
@@ -170,16 +171,7 @@ export class SandboxRuntime {
   }
 
   private async prepare(input: RunSpecInput, options: RunOptions): Promise<PreparedRun> {
-    const parsed = RunSpecSchema.safeParse(input);
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
-      throw new LidError(
-        'invalid_spec',
-        `invalid run spec: ${issues.map((i) => `${i.path || '(spec)'}: ${i.message}`).join('; ')}`,
-        { issues },
-      );
-    }
-    const spec = parsed.data;
+    const spec = parseOrThrow(RunSpecSchema, input, 'run spec');
     const layers = (typeof spec.rootfs === 'string' ? [spec.rootfs] : spec.rootfs).map((l) => path.resolve(l));
     for (const layer of layers) {
       const st = await fs.promises.stat(layer).catch(() => null);

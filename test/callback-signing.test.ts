@@ -16,6 +16,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadSigningKey } from '../common/callback-secret.js';
 import { loadConfig } from '../common/config.js';
+import { keys } from '../common/keys.js';
 import { LidQueueClient } from '../common/queue-client.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
@@ -158,7 +159,7 @@ describePrivileged('callback signatures', () => {
 
       // The attacker's view: every string in Redis, each tried as the key (as text, and as bytes when it is hex).
       const dump = await dumpRedis(r);
-      const stored = JSON.parse((await r.get('lid:tenant:hooks'))!) as { keyHash: string };
+      const stored = JSON.parse((await r.get(keys.tenant('hooks')))!) as { keyHash: string };
       expect(dump.has(stored.keyHash)).toBe(true); // the old scheme's key is in reach: the attack would have worked
       const tried = [...dump].flatMap((s) => (/^([0-9a-f]{2})+$/i.test(s) ? [s, Buffer.from(s, 'hex')] : [s]));
       expect(tried.filter((key) => verifies(key, signature, body))).toEqual([]);

@@ -56,7 +56,7 @@ describePrivileged('dashboard in headless Chromium', () => {
     telemetryRedis = connectRedis(redis.url, 'telemetry');
     telemetry = initTelemetry(config, 'lid', telemetryRedis);
     worker = await startWorker(config, { redisUrl: redis.url, logger });
-    gateway = await startGateway(config, { logger });
+    gateway = await startGateway(config, { redisUrl: redis.url, logger });
 
     const r = connectRedis(redis.url, 'test');
     const { apiKey } = await new TenantStore(r).create('dash-tenant');

@@ -7,12 +7,14 @@ import type { Hono } from 'hono';
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import { type LidConfig, loadConfig } from '../common/config.js';
-import { JobStore, QUEUE_PREFIX } from '../common/job-store.js';
+import { JobStore } from '../common/job-store.js';
+import { connectionName, QUEUES } from '../common/keys.js';
 import { connectRedis } from '../common/redis.js';
 import { createApp } from '../gateway/app.js';
 import { JobNotifier } from '../gateway/job-notifier.js';
 import type { GatewayDeps, GatewayEnv } from '../gateway/deps.js';
-import { type TenantSettings, TenantStore } from '../gateway/tenants.js';
+import type { TenantSettings } from '../common/tenant-record.js';
+import { TenantStore } from '../gateway/tenants.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 /** The connection name of what blockingRedis makes (the notifier's subscription), to count them in CLIENT LIST. */
@@ -60,7 +62,7 @@ export async function startGatewayHarness(): Promise<GatewayHarness> {
     gateway(given, extra = {}) {
       const queue =
         given ??
-        new Queue(`jobs-${crypto.randomBytes(4).toString('hex')}`, { connection: redis, prefix: QUEUE_PREFIX });
+        new Queue(`jobs-${crypto.randomBytes(4).toString('hex')}`, { connection: redis, prefix: QUEUES.prefix });
       if (!given) queues.push(queue);
       const blockingRedis = () => connectRedis(server.url, EVENTS_CONNECTION);
       // ?wait and /events share one subscription per gateway, on a connection named apart.
@@ -111,10 +113,10 @@ export async function call(
   return { status: res.status, headers: res.headers, body };
 }
 
-/** Open connections whose name starts with lid:<name> (connectRedis names them lid:<purpose>). */
+/** Open connections named for `name` (connectRedis names them connectionName(purpose)). */
 export async function connectionsNamed(redis: Redis, name: string): Promise<number> {
   const list = (await redis.client('LIST')) as string;
-  return list.split('\n').filter((line) => line.includes(` name=lid:${name} `)).length;
+  return list.split('\n').filter((line) => line.includes(` name=${connectionName(name)} `)).length;
 }
 
 /** An error reply as the API promises it: the status, the envelope, and (when given) a problem at `path`. */

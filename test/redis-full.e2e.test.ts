@@ -12,10 +12,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
 import type { JobRecord } from '../common/job.js';
-import { JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { JobStore } from '../common/job-store.js';
+import { keys, QUEUES } from '../common/keys.js';
 import { connectRedis } from '../common/redis.js';
 import { type RunningGateway, startGateway } from '../gateway/server.js';
-import { queuedKey } from '../gateway/quota.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
@@ -50,7 +50,7 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
     });
     const logger = pino({ level: 'silent' });
     worker = await startWorker(config, { redisUrl: server.url, logger, lockDurationMs: 2000 });
-    gateway = await startGateway(config, { logger });
+    gateway = await startGateway(config, { redisUrl: server.url, logger });
     redis = connectRedis(server.url, 'test');
     ({ apiKey } = await new TenantStore(redis).create('full-tenant', { ratePerSec: 1000 }));
   });
@@ -133,7 +133,7 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
 
     const pressure = keepFull();
     await pressure.full;
-    const queuedBefore = await redis.get(queuedKey('full-tenant'));
+    const queuedBefore = await redis.get(keys.tenantQueued('full-tenant'));
     const keysBefore = await redis.dbsize();
     const fillersBefore = fillers;
     const refused = await submit({ image: IMAGE, command: ['echo', 'later'] }, { 'Idempotency-Key': 'full-1' });
@@ -146,16 +146,16 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
     expect(await redis.dbsize()).toBe(keysBefore + (fillers - fillersBefore));
     await until(
       'the reservation is given back',
-      () => redis.get(queuedKey('full-tenant')),
+      () => redis.get(keys.tenantQueued('full-tenant')),
       (q) => q === queuedBefore,
     );
-    expect(await redis.get('lid:idem:full-tenant:full-1')).toBeNull();
+    expect(await redis.get(keys.idempotency('full-tenant', 'full-1'))).toBeNull();
 
     // The accepted job ends its run while Redis is full: its result cannot be stored yet, and nothing is lost.
     await new Promise((resolve) => setTimeout(resolve, 2500));
     expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200); // the gateway lives
     expect((await jobs().get(id))?.state).toBe('running');
-    const queue = new Queue(QUEUE_NAME, { connection: redis, prefix: QUEUE_PREFIX });
+    const queue = new Queue(QUEUES.jobs, { connection: redis, prefix: QUEUES.prefix });
     try {
       expect(await queue.getJob(id)).toBeDefined(); // still in BullMQ
 

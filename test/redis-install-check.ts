@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { ensureEmbeddedRedis, stopEmbeddedRedis } from '../common/embedded-redis.js';
+import { ensureEmbeddedRedis, stopEmbeddedRedis } from '../cli/local/embedded-redis.js';
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-install-'));
 const notices: string[] = [];

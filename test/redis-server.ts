@@ -1,6 +1,6 @@
 // A private redis-server for tests: its own port and directory, AOF on (as the embedded default runs it), and
 // kill/restart on the same port and data, for the durability tests. It is locked down as the embedded server is
-// (common/redis-credentials.ts): the `default` user off, Lid's user with a password and the same denied commands,
+// (cli/local/redis-credentials.ts): the `default` user off, Lid's user with a password and the same denied commands,
 // so every test that uses it also checks that Lid and BullMQ work through a URL with credentials and that the
 // commands Lid's user may not run are commands they never need.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { aclFileContent, REDIS_USER } from '../common/redis-credentials.js';
+import { aclFileContent, REDIS_USER } from '../cli/local/redis-credentials.js';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -11,10 +11,11 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EgressPolicy } from '../common/egress-policy.js';
 import type { JobRecord } from '../common/job.js';
-import { QUEUE_PREFIX } from '../common/job-store.js';
+import { keys, QUEUES } from '../common/keys.js';
 import type { ConnectTarget } from '../common/policed-fetch.js';
+import { newTenantRecord, tenantRecordText } from '../common/tenant-record.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
-import { CALLBACK_QUEUE, Callbacks } from './callbacks.js';
+import { Callbacks } from './callbacks.js';
 
 const TENANT = 'hooked';
 let server: TestRedis;
@@ -99,8 +100,8 @@ async function deliver(allow: string | undefined, url: string, stopAfterFirstAtt
 beforeAll(async () => {
   server = await startTestRedis();
   redis = new Redis(server.url);
-  await redis.set(`lid:tenant:${TENANT}`, JSON.stringify({ signingVersion: 1, signingNonce: 'n' }));
-  queue = new Queue(CALLBACK_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
+  await redis.set(keys.tenant(TENANT), tenantRecordText(newTenantRecord(TENANT, {}, 'no-key')));
+  queue = new Queue(QUEUES.callbacks, { connection: redis, prefix: QUEUES.prefix });
 });
 afterAll(async () => {
   await queue?.close();

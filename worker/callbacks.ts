@@ -1,6 +1,6 @@
 // Callbacks: when a job that named a callbackUrl ends, its final record is POSTed there, signed, and retried with
 // exponential backoff until the receiver answers 2xx (or the attempts run out). Deliveries are BullMQ jobs on their
-// own queue (lid-callbacks), so a worker that dies mid-retry leaves them to another worker instead of losing them.
+// own queue (QUEUES.callbacks), so a worker that dies mid-retry leaves them to another worker instead of losing them.
 //
 // Signature (header Lid-Signature): t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed by the tenant's
 // callback signing secret (the hex string `lid tenants create` and `lid tenants rotate-signing-secret` print), which
@@ -19,9 +19,8 @@ import { currentCallbackSecret } from '../common/callback-secret.js';
 import { isLidError } from '../common/errors.js';
 import type { JobRecord } from '../common/job.js';
 import { type EgressOptions, PolicedFetch } from '../common/policed-fetch.js';
-import { QUEUE_PREFIX } from '../common/job-store.js';
+import { QUEUES } from '../common/keys.js';
 
-export const CALLBACK_QUEUE = 'lid-callbacks';
 const ATTEMPTS = 8;
 const FIRST_RETRY_MS = 500;
 const TIMEOUT_MS = 10_000;
@@ -55,10 +54,10 @@ export class Callbacks {
     private readonly signingKey: Buffer,
   ) {
     this.http = new PolicedFetch({ ...egress, maxRedirects: 0 });
-    this.queue = new Queue(CALLBACK_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
-    this.worker = new Worker(CALLBACK_QUEUE, (job) => this.deliver(job.data as Delivery, job.attemptsMade + 1), {
+    this.queue = new Queue(QUEUES.callbacks, { connection: redis, prefix: QUEUES.prefix });
+    this.worker = new Worker(QUEUES.callbacks, (job) => this.deliver(job.data as Delivery, job.attemptsMade + 1), {
       connection: queueConnection,
-      prefix: QUEUE_PREFIX,
+      prefix: QUEUES.prefix,
       concurrency: 16,
     });
     this.worker.on('failed', (job, err) => {

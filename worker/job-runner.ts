@@ -5,9 +5,10 @@ import { isLidError } from '../common/errors.js';
 import { FINAL_STATES, type JobRecord, type JobRequest, type QueuedJob } from '../common/job.js';
 import type { JobEvent, JobStore } from '../common/job-store.js';
 import { capCeilings, fitLimits, type LimitValues, runLimits } from '../common/limits.js';
-import { encodeChunk, encodeOutput } from '../common/output-encoding.js';
+import { encodeChunk } from '../common/output-encoding.js';
 import { retryWhileRedisFull } from '../common/redis.js';
-import type { RunResult, RunSpecInput } from '../common/run-spec.js';
+import { encodeRunResult } from '../common/run-result-json.js';
+import type { RunSpecInput } from '../common/run-spec.js';
 import { ATTR, inSpan, nowMs } from '../common/telemetry.js';
 import { jobDefaults } from '../images/image-defaults.js';
 import type { SandboxRuntime } from '../runtime/index.js';
@@ -42,19 +43,6 @@ function boundedOutput(limit: number): (stream: 'stdout' | 'stderr', chunk: Uint
     const kept = chunk.subarray(0, Math.max(0, limit - sent[stream]));
     sent[stream] += kept.length;
     return kept;
-  };
-}
-
-export function resultRecord(result: RunResult): NonNullable<JobRecord['result']> {
-  return {
-    status: result.status,
-    exitCode: result.exitCode,
-    signal: result.signal,
-    ...(encodeOutput('stdout', result.stdout) as { stdout: string | null }),
-    ...(encodeOutput('stderr', result.stderr) as { stderr: string | null }),
-    stdoutTruncated: result.stdoutTruncated,
-    stderrTruncated: result.stderrTruncated,
-    usage: { ...result.usage, ...result.timings },
   };
 }
 
@@ -144,7 +132,9 @@ export class JobRunner {
       );
       traceSandboxPhases(result, nowMs());
       await emitted;
-      await inSpan('result.store', {}, () => this.finish(job.id, { state: 'completed', result: resultRecord(result) }));
+      await inSpan('result.store', {}, () =>
+        this.finish(job.id, { state: 'completed', result: encodeRunResult(result) }),
+      );
       return 'done';
     } catch (e) {
       await emitted;

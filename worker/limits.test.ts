@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
 import type { JobRecord } from '../common/job.js';
-import { eventsKey } from '../common/job-store.js';
+import { keys } from '../common/keys.js';
 import { LidQueueClient } from '../common/queue-client.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
@@ -53,7 +53,7 @@ describePrivileged('worker limits', () => {
   });
 
   const outputEvents = async (id: string) =>
-    (await r.xrange(eventsKey(id), '-', '+')).filter(([, f]) => JSON.parse(f[1]!).type === 'output').length;
+    (await r.xrange(keys.jobEvents(id), '-', '+')).filter(([, f]) => JSON.parse(f[1]!).type === 'output').length;
 
   it("refuses a queued job above the worker's caps before running it; at the caps it runs", async () => {
     const config = loadConfig({
@@ -199,7 +199,7 @@ describePrivileged('worker limits', () => {
           // record's base64, JSON and socket copies (~4x more). Measured 12-15x the cap here; a 500 MB flood with
           // unbounded output would be far above this.
           expect(peak - rssBefore).toBeLessThan(16 * cap + 64 * MiB);
-          await r.del(`lid:job:${id}`, eventsKey(id));
+          await r.del(keys.job(id), keys.jobEvents(id));
         }
       } finally {
         const exited = new Promise((res) => worker.once('exit', res));

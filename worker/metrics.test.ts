@@ -8,8 +8,8 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { RECENT_KEY, RUNNING_KEY, workerInfoKey } from '../common/activity.js';
 import { loadConfig } from '../common/config.js';
+import { keys } from '../common/keys.js';
 import { LidQueueClient } from '../common/queue-client.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
@@ -75,9 +75,9 @@ describePrivileged('worker metrics', () => {
 
     const r = new Redis(redis.url);
     try {
-      expect(await r.lrange(RECENT_KEY, 0, -1)).toEqual([missing.id, id]);
-      expect(await r.smembers(RUNNING_KEY)).toEqual([]);
-      expect(JSON.parse((await r.get(workerInfoKey(worker!.id)))!)).toMatchObject({ concurrency: 3, running: 0 });
+      expect(await r.lrange(keys.recent, 0, -1)).toEqual([missing.id, id]);
+      expect(await r.smembers(keys.running)).toEqual([]);
+      expect(JSON.parse((await r.get(keys.worker(worker!.id)))!)).toMatchObject({ concurrency: 3, running: 0 });
     } finally {
       r.disconnect();
     }

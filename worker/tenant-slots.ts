@@ -1,11 +1,12 @@
 // At most N of a tenant's jobs run at once across all workers. A slot is a member of the sorted set
-// lid:tenant:<t>:running scored by its expiry; holders refresh it while the job runs, so the slots of a worker that
+// keys.tenantRunning(tenant) scored by its expiry; holders refresh it while the job runs, so the slots of a worker that
 // died free themselves after LEASE_MS instead of being lost for good. Taking a slot is one Lua script: atomic
 // across workers.
 import type { Redis } from 'ioredis';
+import { keys } from '../common/keys.js';
+import { readTenantRecord, TENANT_DEFAULTS } from '../common/tenant-record.js';
 
 export const LEASE_MS = 15_000;
-const DEFAULT_CONCURRENCY = 4;
 
 const TAKE = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -19,29 +20,28 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
 end
 return 0`;
 
-const key = (tenant: string) => `lid:tenant:${tenant}:running`;
-
 export class TenantSlots {
   constructor(private readonly redis: Redis) {}
 
-  /** The tenant's concurrency from its record (gateway/tenants.ts writes it), or the default. */
+  /**
+   * The tenant's concurrency from its record, or a new tenant's default when it has none (a queue-driven producer
+   * may name a tenant that was never created).
+   */
   async concurrency(tenant: string): Promise<number> {
-    const text = await this.redis.get(`lid:tenant:${tenant}`);
-    const n = text ? (JSON.parse(text) as { concurrency?: number }).concurrency : undefined;
-    return typeof n === 'number' && n > 0 ? n : DEFAULT_CONCURRENCY;
+    return (await readTenantRecord(this.redis, tenant))?.concurrency ?? TENANT_DEFAULTS.concurrency;
   }
 
   async take(tenant: string, jobId: string): Promise<boolean> {
     const now = Date.now();
     const limit = await this.concurrency(tenant);
-    return (await this.redis.eval(TAKE, 1, key(tenant), now, now + LEASE_MS, limit, jobId)) === 1;
+    return (await this.redis.eval(TAKE, 1, keys.tenantRunning(tenant), now, now + LEASE_MS, limit, jobId)) === 1;
   }
 
   async refresh(tenant: string, jobId: string): Promise<void> {
-    await this.redis.zadd(key(tenant), 'XX', Date.now() + LEASE_MS, jobId);
+    await this.redis.zadd(keys.tenantRunning(tenant), 'XX', Date.now() + LEASE_MS, jobId);
   }
 
   async release(tenant: string, jobId: string): Promise<void> {
-    await this.redis.zrem(key(tenant), jobId);
+    await this.redis.zrem(keys.tenantRunning(tenant), jobId);
   }
 }

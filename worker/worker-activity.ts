@@ -4,9 +4,10 @@
 // metric or a dashboard entry is never worth failing or delaying a job for.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { markEnded, markRunning, publishWorkerInfo, RECENT_KEY, workerInfoKey } from '../common/activity.js';
+import { markEnded, markRunning, publishWorkerInfo } from '../common/activity.js';
 import { FINAL_STATES } from '../common/job.js';
 import type { JobStore } from '../common/job-store.js';
+import { keys } from '../common/keys.js';
 import type { LidMetrics } from '../common/metrics.js';
 import { observeJobEnd } from './job-metrics.js';
 
@@ -50,7 +51,7 @@ export class WorkerActivity {
       const record = await this.jobs.get(jobId);
       const final = record !== null && FINAL_STATES.includes(record.state);
       // Observed once per job: whichever call first moves it off the running set or into the recent list.
-      if (final && (await this.redis.lpos(RECENT_KEY, jobId)) === null) observeJobEnd(this.metrics, record);
+      if (final && (await this.redis.lpos(keys.recent, jobId)) === null) observeJobEnd(this.metrics, record);
       await markEnded(this.redis, jobId, final);
     } catch (err) {
       this.log.debug({ err: (err as Error).message, jobId }, 'job end not recorded for the dashboard');
@@ -68,7 +69,7 @@ export class WorkerActivity {
   }
 
   async close(): Promise<void> {
-    await this.redis.del(workerInfoKey(this.id)).catch(() => {});
+    await this.redis.del(keys.worker(this.id)).catch(() => {});
   }
 
   private showLoad(): void {

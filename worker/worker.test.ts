@@ -15,8 +15,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { callbackSecret, loadSigningKey } from '../common/callback-secret.js';
 import { loadConfig } from '../common/config.js';
 import type { JobRecord } from '../common/job.js';
-import { eventsKey, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { keys, QUEUES } from '../common/keys.js';
 import { LidQueueClient } from '../common/queue-client.js';
+import { newTenantRecord, tenantRecordText } from '../common/tenant-record.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
 import { busyboxLayer, writeOciLayout } from '../test/oci-fixtures.js';
@@ -99,7 +100,7 @@ describePrivileged('worker', () => {
     });
     await client.wait(id, 20_000);
     const r = new Redis(redis.url);
-    const entries = (await r.xrange(eventsKey(id), '-', '+')).map(
+    const entries = (await r.xrange(keys.jobEvents(id), '-', '+')).map(
       ([, f]) => JSON.parse(f[1]!) as { type: string; data?: string; state?: string },
     );
     r.disconnect();
@@ -141,7 +142,7 @@ describePrivileged('worker', () => {
 
   it("runs at most the tenant's concurrency at once across the workers", async () => {
     const r = new Redis(redis.url);
-    await r.set('lid:tenant:solo', JSON.stringify({ concurrency: 1 }));
+    await r.set(keys.tenant('solo'), tenantRecordText(newTenantRecord('solo', { concurrency: 1 }, 'no-key')));
     r.disconnect();
     const ids = await Promise.all(
       [1, 2, 3].map(async () => (await client.submit('solo', { image: IMAGE, command: ['sleep', '0.3'] })).id),
@@ -156,9 +157,9 @@ describePrivileged('worker', () => {
   it('never runs a job again once its result is stored', async () => {
     const { id } = await client.submit('tenant-a', { image: IMAGE, command: ['sh', '-c', 'echo once'] });
     const first = await client.wait(id, 20_000);
-    const queue = new Queue(QUEUE_NAME, {
+    const queue = new Queue(QUEUES.jobs, {
       connection: new Redis(redis.url, { maxRetriesPerRequest: null }),
-      prefix: QUEUE_PREFIX,
+      prefix: QUEUES.prefix,
     });
     await queue.add(
       'job',
@@ -177,9 +178,10 @@ describePrivileged('worker', () => {
 
   it('POSTs the final record to the callback URL, signed, retrying until the receiver takes it', async () => {
     const r = new Redis(redis.url);
-    await r.set('lid:tenant:hooked', JSON.stringify({ concurrency: 4, signingVersion: 1, signingNonce: 'n1' }));
+    const tenant = newTenantRecord('hooked', { concurrency: 4 }, 'no-key');
+    await r.set(keys.tenant('hooked'), tenantRecordText(tenant));
     r.disconnect();
-    const signingSecret = callbackSecret(loadSigningKey(config), 'hooked', 1, 'n1');
+    const signingSecret = callbackSecret(loadSigningKey(config), 'hooked', tenant.signingVersion, tenant.signingNonce);
     const received: { attempt: string; signature: string; body: string }[] = [];
     const server = http.createServer((req, res) => {
       let body = '';

@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
 import { QueuedJobSchema } from '../common/job.js';
-import { CANCEL_CHANNEL, JobStore, QUEUE_NAME, QUEUE_PREFIX } from '../common/job-store.js';
+import { JobStore } from '../common/job-store.js';
+import { CHANNELS, keys, QUEUES } from '../common/keys.js';
 import { serverCaps } from '../common/limits.js';
 import { createMetrics, type LidMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
@@ -81,13 +82,13 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   activity.watch(redis, 'worker');
   activity.watch(subscriber, 'worker-cancel');
 
-  await subscriber.subscribe(CANCEL_CHANNEL);
+  await subscriber.subscribe(CHANNELS.cancel);
   subscriber.on('message', (_channel: string, jobId: string) => active.get(jobId)?.abort(new Error('cancelled')));
 
   const publish = async (r: Redis) => {
-    await r.zadd('lid:workers', Date.now(), id);
+    await r.zadd(keys.workers, Date.now(), id);
     const names = images.available();
-    if (names.length) await r.sadd('lid:images', ...names);
+    if (names.length) await r.sadd(keys.images, ...names);
     await activity.heartbeat();
   };
   await publish(redis);
@@ -103,8 +104,8 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
       throw new DelayedError(); // the tenant is at its concurrency: keep the job's place, try again shortly
     }
     // The first time a job leaves the queue it stops counting against the tenant's max-queued quota.
-    if (await redis.set(`lid:job:${queued.id}:dequeued`, '1', 'EX', config.resultTtlSeconds, 'NX')) {
-      await redis.decr(`lid:tenant:${queued.tenant}:queued`);
+    if (await redis.set(keys.jobDequeued(queued.id), '1', 'EX', config.resultTtlSeconds, 'NX')) {
+      await redis.decr(keys.tenantQueued(queued.tenant));
     }
     const abort = new AbortController();
     active.set(queued.id, abort);
@@ -143,9 +144,9 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   activity.watch(queueConnection, 'worker-queue');
   activity.watch(callbackConnection, 'worker-callbacks');
   const callbacks = new Callbacks(redis, callbackConnection, log, { policy: config.egress }, signingKey);
-  const worker = new Worker(QUEUE_NAME, traceJobs(processJob), {
+  const worker = new Worker(QUEUES.jobs, traceJobs(processJob), {
     connection: queueConnection,
-    prefix: QUEUE_PREFIX,
+    prefix: QUEUES.prefix,
     concurrency,
     lockDuration: opts.lockDurationMs ?? 30_000,
     stalledInterval: Math.min(30_000, opts.lockDurationMs ?? 30_000),
@@ -207,7 +208,7 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
         }
         await runtime.close();
         await callbacks.close();
-        await redis.zrem('lid:workers', id).catch(() => {});
+        await redis.zrem(keys.workers, id).catch(() => {});
         await activity.close();
         await metricsServer?.close();
         await Promise.allSettled([redis.quit(), subscriber.quit(), queueConnection.quit(), callbackConnection.quit()]);

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { isLidError } from '../../common/errors.js';
 import { isRedisFull } from '../../common/redis.js';
 import { spanTraceId } from '../../common/telemetry.js';
-import { ApiError, type ApiErrorCode, envelope, redisFull, STATUS_OF } from '../api-error.js';
+import { ApiError, type ApiErrorCode, envelope, errorDetails, redisFull, STATUS_OF } from '../api-error.js';
 
 /** What a status means when only the status is known (an HTTPException from Hono itself). */
 const CODE_OF_STATUS: Partial<Record<number, ApiErrorCode>> = {
@@ -41,7 +41,7 @@ export function handleErrors({ logger }: { logger: Logger }): ErrorHandler {
           { err, method: c.req.method, path: c.req.path, traceId: spanTraceId(trace.getActiveSpan()) ?? undefined },
           err.message,
         );
-      return c.json(envelope(err.code, err.message, err.details ?? null), status);
+      return c.json(envelope(err.code, err.message, errorDetails(err)), status);
     }
     if (err instanceof HTTPException && err.status < 500) {
       const code = CODE_OF_STATUS[err.status] ?? 'invalid_spec';

@@ -2,11 +2,11 @@
 // and nothing is queued), and read a batch back: counts by state over all its jobs, and its jobs' records a page
 // at a time. Like jobs, another tenant's batch answers 404.
 import { Hono } from 'hono';
-import { JOB_STATES, type JobRecord, type JobState } from '../../common/job.js';
+import { type BatchRecord, countByState } from '../../common/batch-store.js';
+import type { JobRecord } from '../../common/job.js';
 import { isRedisFull } from '../../common/redis.js';
 import { ApiError } from '../api-error.js';
 import { BATCH_ID, BatchRequestSchema, newBatchId, PageQuerySchema } from '../api-schemas.js';
-import type { BatchRecord } from '../batch-store.js';
 import type { GatewayEnv, Services } from '../deps.js';
 import { idempotencyKey, traceparent } from '../headers.js';
 import { checkCallbackUrl, checkJobs } from '../job-checks.js';
@@ -27,7 +27,7 @@ export function batchRoutes(s: Services): Hono<GatewayEnv> {
     let batch: BatchRecord;
     try {
       if (key) {
-        const holder = await s.jobs.claimIdempotencyKey(tenant.name, `batch:${key}`, id);
+        const holder = await s.jobs.claimIdempotencyKey(tenant.name, key, id, 'batch');
         if (holder !== id) {
           await submission.abandon();
           const earlier = await s.batches.get(holder);
@@ -48,7 +48,7 @@ export function batchRoutes(s: Services): Hono<GatewayEnv> {
     } catch (e) {
       await submission.abandon().catch(() => {});
       // A full Redis left no job behind (see Submission): the key must not point at this batch for the retry.
-      if (key && isRedisFull(e)) await s.jobs.releaseIdempotencyKey(tenant.name, `batch:${key}`, id).catch(() => {});
+      if (key && isRedisFull(e)) await s.jobs.releaseIdempotencyKey(tenant.name, key, id, 'batch').catch(() => {});
       throw e;
     }
     s.logger.info({ batchId: id, tenant: tenant.name, jobs: batch.jobIds.length }, 'batch submitted');
@@ -63,8 +63,7 @@ export function batchRoutes(s: Services): Hono<GatewayEnv> {
     const { cursor, limit } = parseQuery(c, PageQuerySchema);
     // Counts need every record; a batch holds at most 1000, read concurrently on one connection.
     const records = await Promise.all(batch.jobIds.map((jobId) => s.jobs.get(jobId)));
-    const counts = Object.fromEntries(JOB_STATES.map((state) => [state, 0])) as Record<JobState, number>;
-    for (const r of records) if (r) counts[r.state] += 1;
+    const counts = countByState(records);
     const end = cursor + limit;
     return c.json({
       id: batch.id,

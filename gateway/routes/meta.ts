@@ -2,12 +2,11 @@
 // worker sent a heartbeat lately, so a submitted job will run), the images workers offer (/v1/images, behind the
 // API key like all of /v1), and the API reference (/openapi.json, /docs).
 import { Hono } from 'hono';
+import { keys } from '../../common/keys.js';
 import type { GatewayEnv, Services } from '../deps.js';
 import { docsPage } from '../docs-page.js';
 import { openApiDocument } from '../openapi.js';
 
-/** Workers keep lid:workers, a ZSET of worker ids scored by their last heartbeat (ms since the epoch). */
-export const WORKERS_KEY = 'lid:workers';
 /** A worker counts as present if it sent a heartbeat within this window (it sends one every few seconds). */
 const WORKER_FRESH_MS = 15_000;
 const PING_TIMEOUT_MS = 1000;
@@ -34,7 +33,7 @@ async function readiness(s: Services): Promise<Readiness> {
     await within(s.redis.ping(), PING_TIMEOUT_MS, 'redis');
     // The gateway's clock judges the workers' heartbeats: nodes are expected to run NTP (skew << 15 s).
     const since = Date.now() - WORKER_FRESH_MS;
-    workers = await within(s.redis.zcount(WORKERS_KEY, since, '+inf'), PING_TIMEOUT_MS, 'redis');
+    workers = await within(s.redis.zcount(keys.workers, since, '+inf'), PING_TIMEOUT_MS, 'redis');
   } catch (e) {
     return unready(`redis is not reachable: ${(e as Error).message}`);
   }

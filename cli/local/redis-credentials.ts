@@ -8,7 +8,7 @@
 // data elsewhere. The `default` user (what an unauthenticated client is) is switched off.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { LidError } from './errors.js';
+import { LidError } from '../../common/errors.js';
 import { readFileSafely, writeFileSafely } from './redis-service-user.js';
 
 export const REDIS_USER = 'lid';

@@ -2,8 +2,8 @@
 // LID_DATA_DIR/dev-tenant.json (mode 0600), where `lid run` and the load test find it when LID_API_KEY is unset.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { LidConfig } from './config.js';
-import { LidError } from './errors.js';
+import type { LidConfig } from '../../common/config.js';
+import { LidError } from '../../common/errors.js';
 
 export const DEV_TENANT = 'dev';
 

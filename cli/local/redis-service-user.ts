@@ -10,7 +10,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { LidError } from './errors.js';
+import { LidError } from '../../common/errors.js';
 
 export const SERVICE_USER = 'redis';
 

@@ -15,9 +15,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type EmbeddedRedis, ensureEmbeddedRedis, ensureRedisServer, stopEmbeddedRedis } from './embedded-redis.js';
 import { DENIED_COMMANDS } from './redis-credentials.js';
-import { connectRedis } from './redis.js';
+import { CHANNELS } from '../../common/keys.js';
+import { connectRedis } from '../../common/redis.js';
 import { probe } from './resp-probe.js';
-import { describePrivileged } from '../test/privileged.js';
+import { describePrivileged } from '../../test/privileged.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-redis-'));
 // Open to traversal, as /var/lib is: what keeps other users out must be Lid's own modes, not a private temp dir.
@@ -35,7 +36,7 @@ const readEndpoint = (dataDir: string) => JSON.parse(fs.readFileSync(endpointFil
 const portOf = (url: string) => Number(new URL(url).port);
 const run = promisify(execFile);
 const moduleFile = new URL('./embedded-redis.ts', import.meta.url).pathname;
-const repoRoot = new URL('..', import.meta.url).pathname;
+const repoRoot = new URL('../..', import.meta.url).pathname;
 
 /** Pids of the redis-servers working in `dataDir`'s redis directory (zombies have no cwd and are left out). */
 function serversIn(dataDir: string): number[] {
@@ -318,7 +319,7 @@ it("denies Lid's own user the commands that would reconfigure, stop or copy the 
   expect(await probe(port, ['CLIENT', 'SETNAME', 'x'], auth(dir))).toBe('+OK');
   expect(await probe(port, ['INFO', 'server'], auth(dir))).toMatch(/redis_version:/);
   expect(await probe(port, ['EVAL', "return redis.call('SET', KEYS[1], 'v')", '1', 'k'], auth(dir))).toBe('+OK');
-  expect(await probe(port, ['PUBLISH', 'lid:final', 'x'], auth(dir))).toBe(':0');
+  expect(await probe(port, ['PUBLISH', CHANNELS.final, 'x'], auth(dir))).toBe(':0');
   expect(await probe(port, ['PING'], auth(dir))).toBe('+PONG');
 });
 
@@ -421,7 +422,7 @@ describePrivileged('the embedded Redis as a service user', () => {
     const dir = fresh();
     // The old layout: redis/ owned by root, a passwordless redis-server running as root in it, with a queued job.
     fs.mkdirSync(redisDir(dir), { recursive: true, mode: 0o700 });
-    const confPath = new URL('../infra/redis.conf', import.meta.url).pathname;
+    const confPath = new URL('../../infra/redis.conf', import.meta.url).pathname;
     const holder = await holdPort();
     const { port } = holder.address() as net.AddressInfo;
     await new Promise((resolve) => holder.close(resolve));
