@@ -1,20 +1,13 @@
 // Errors the HTTP API answers with, and the one table that gives each error code its status. Every error leaves the
 // gateway as {"error": {"code", "message", "details"}}; the codes are LidError's (common/errors.ts) plus the few that
-// only HTTP has (authentication, conflicts, sizes, quotas). `satisfies Record<ApiErrorCode, ...>` makes the table
-// exhaustive: a code added to common/errors.ts without a status here fails the typecheck.
+// only HTTP has (authentication, conflicts, sizes, quotas), listed with the envelope in common/http-api.ts, which
+// clients read too. `satisfies Record<ApiErrorCode, ...>` makes the table exhaustive: a code added there without a
+// status here fails the typecheck.
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { z } from 'zod';
-import type { ErrorCode } from '../common/errors.js';
+import type { ApiErrorCode, ErrorEnvelope } from '../common/http-api.js';
 
-export type ApiErrorCode =
-  | ErrorCode
-  | 'unauthorized'
-  | 'forbidden'
-  | 'conflict'
-  | 'payload_too_large'
-  | 'rate_limited'
-  | 'queue_full'
-  | 'unavailable';
+export type { ApiErrorCode, ErrorEnvelope } from '../common/http-api.js';
 
 export const STATUS_OF = {
   invalid_spec: 400,
@@ -51,10 +44,6 @@ export interface Problem {
   path: string;
   message: string;
   [more: string]: unknown;
-}
-
-export interface ErrorEnvelope {
-  error: { code: ApiErrorCode; message: string; details: unknown };
 }
 
 export class ApiError extends Error {
