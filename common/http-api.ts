@@ -58,12 +58,17 @@ export const PageQuerySchema = z.object({
 /** No ":" allowed: keys are stored as lid:idem:<tenant>:<key> and batch keys as ...:batch:<key>, which must not meet. */
 export const IDEMPOTENCY_KEY = /^[A-Za-z0-9_.+/=-]{1,255}$/;
 
-export const IdempotencyHeadersSchema = z.object({
+/** The headers a submission may carry besides Authorization. */
+export const SubmitHeadersSchema = z.object({
   'Idempotency-Key': z
     .string()
     .regex(IDEMPOTENCY_KEY, 'Idempotency-Key must be 1 to 255 characters from A-Z a-z 0-9 _ . + / = - (a UUID works)')
     .optional()
     .describe('a retried submission with the same key returns the job (or batch) the first one made'),
+  traceparent: z
+    .string()
+    .optional()
+    .describe("W3C trace context: the job's spans continue this trace (a malformed one is ignored)"),
 });
 
 const JobResultSchema = z.object({

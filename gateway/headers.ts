@@ -1,5 +1,5 @@
 // Request headers with meaning to the API besides Authorization: Idempotency-Key (a retried submission returns the
-// job the first one made; declared and checked with the routes, common/http-api.ts IdempotencyHeadersSchema) and
+// job the first one made; declared and checked with the routes, common/http-api.ts SubmitHeadersSchema) and
 // traceparent (W3C trace context, carried on the queue to the worker).
 import type { Context } from 'hono';
 

@@ -8,7 +8,7 @@ import {
   BatchCreatedSchema,
   BatchRequestSchema,
   BatchViewSchema,
-  IdempotencyHeadersSchema,
+  SubmitHeadersSchema,
   PageQuerySchema,
 } from '../../common/http-api.js';
 import { JOB_STATES, type JobRecord, type JobState } from '../../common/job.js';
@@ -27,7 +27,7 @@ const submitBatch = createRoute({
   path: '/',
   summary: 'Submit a batch of up to 1000 jobs',
   description: 'All jobs are checked first: one bad spec is a 400 naming jobs.<i>.<field> and none is queued.',
-  request: { headers: IdempotencyHeadersSchema, body: jsonBody(BatchRequestSchema) },
+  request: { headers: SubmitHeadersSchema, body: jsonBody(BatchRequestSchema) },
   responses: {
     202: jsonResponse(BatchCreatedSchema, 'the jobs are queued'),
     ...errorResponses(400, 401, 409, 413, 429, 503),

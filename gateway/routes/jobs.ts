@@ -7,7 +7,7 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import {
-  IdempotencyHeadersSchema,
+  SubmitHeadersSchema,
   JobRecordSchema,
   type JobTrace,
   JobTraceSchema,
@@ -35,7 +35,7 @@ const submitJob = createRoute({
   path: '/',
   summary: 'Submit a job',
   description: 'Queues a job. With ?wait=N, answers 200 with the finished record if the job ends within N seconds.',
-  request: { query: WaitQuerySchema, headers: IdempotencyHeadersSchema, body: jsonBody(JobRequestSchema) },
+  request: { query: WaitQuerySchema, headers: SubmitHeadersSchema, body: jsonBody(JobRequestSchema) },
   responses: {
     200: jsonResponse(JobRecordSchema, 'the job ended within ?wait'),
     202: jsonResponse(JobRecordSchema, 'the job is queued (or still running at the end of ?wait)'),
