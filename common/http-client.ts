@@ -14,7 +14,6 @@
 // `queue_full` or a 503 is not retried: whether to wait for one's own backlog or for an operator is the caller's
 // call, and retryAfterMs on the error says what the gateway suggested. An event stream that breaks off before the
 // job's end is reopened with Last-Event-ID, so no event is lost or repeated.
-import { EventSourceParserStream } from 'eventsource-parser/stream';
 import type { z } from 'zod';
 import {
   type BatchCreated,
@@ -26,8 +25,11 @@ import {
   JobRecordSchema,
   type JobStreamPayloads,
 } from './http-api.js';
-import { type JobRecord, type JobRequestInput, JobRequestSchema } from './job.js';
+import { FINAL_STATES, type JobRecord, type JobRequestInput, JobRequestSchema } from './job.js';
+import { type LidJobEvent, readEvents, toJobEvent } from './job-event-stream.js';
 import { LidApiError } from './lid-api-error.js';
+
+export type { LidJobEvent } from './job-event-stream.js';
 
 /**
  * Every request the client makes: method and path, the schema of the body it sends, the query parameters and
@@ -78,17 +80,10 @@ export interface LidClientOptions {
   streamReconnects?: number;
 }
 
-/** One event of a job's stream; `id` resumes after it (Last-Event-ID). The `final` event is the last. */
-export type LidJobEvent =
-  | ({ type: 'state'; id?: string } & JobStreamPayloads['state'])
-  | ({ type: 'output'; id?: string } & JobStreamPayloads['output'])
-  | { type: 'final'; id?: string; record: JobRecord };
-
 export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-const FINAL_STATES: readonly string[] = ['completed', 'cancelled', 'error'];
 const RECONNECT_PAUSE_MS = 250;
 
 export const isFinalRecord = (record: JobRecord): boolean => FINAL_STATES.includes(record.state);
@@ -290,37 +285,4 @@ async function refusal(res: Response): Promise<LidApiError> {
   const code = res.status === 429 ? 'rate_limited' : res.status >= 500 ? 'unavailable' : 'internal';
   const message = `the gateway answered ${res.status} ${res.statusText}`.trim();
   return new LidApiError(code, message, { body: text.slice(0, 200) }, res.status, after);
-}
-
-/** The messages of a text/event-stream body, parsed by eventsource-parser; a broken connection is a LidApiError. */
-async function* readEvents(res: Response) {
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
-  try {
-    for (;;) {
-      const next = await reader.read().catch((e: Error) => {
-        throw new LidApiError('unavailable', `the connection broke (${e.message})`, null, null, undefined, {
-          cause: e,
-        });
-      });
-      if (next.done) return;
-      yield next.value;
-    }
-  } finally {
-    // Leaving early (the consumer stopped, or `final` came) closes the connection.
-    await reader.cancel().catch(() => {});
-  }
-}
-
-function toJobEvent(event: string | undefined, id: string | undefined, data: string): LidJobEvent | undefined {
-  const ids = id ? { id } : {};
-  switch (event) {
-    case 'state':
-      return { type: 'state', ...ids, ...(JSON.parse(data) as JobStreamPayloads['state']) };
-    case 'output':
-      return { type: 'output', ...ids, ...(JSON.parse(data) as JobStreamPayloads['output']) };
-    case 'final':
-      return { type: 'final', ...ids, record: JSON.parse(data) as JobStreamPayloads['final'] };
-    default:
-      return undefined; // an event this client does not know: a newer gateway's
-  }
 }
