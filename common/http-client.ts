@@ -5,7 +5,8 @@
 //
 //   const lid = new LidClient({ url: 'http://127.0.0.1:8080', apiKey: 'lid_...' });
 //   const job = await lid.submit({ image: 'python', command: ['python3', '-c', 'print(42)'] });
-//   for await (const event of lid.events(job.id)) if (event.type === 'output') process.stdout.write(event.data);
+//   for await (const event of lid.events(job.id))
+//     if (event.type === 'output') process.stdout.write(Buffer.from(event.data, event.encoding));
 //   const record = await lid.wait(job.id);   // record.result.stdout === '42\n'
 //
 // Errors: a refusal becomes a LidApiError with the envelope's code, message and details. A 429 `rate_limited` (the
