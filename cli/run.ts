@@ -1,12 +1,14 @@
 // `lid run`: submit one job through the gateway and behave like `lid sandbox run` -- the job's output streams as
-// it is produced (Server-Sent Events) and lid exits with the job's code (128+signal when killed, 124 on timeout,
+// it is produced (Server-Sent Events, read by LidClient) and lid exits with the job's code (128+signal when killed, 124 on timeout,
 // 125 when Lid could not run it). The gateway and key come from LID_URL and LID_API_KEY, defaulting to the
 // all-in-one's address and development key. Ctrl-C cancels the job.
 import os from 'node:os';
 import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
-import { isLidError, LidError } from '../common/errors.js';
-import type { JobRecord } from '../common/job.js';
+import { isLidError } from '../common/errors.js';
+import { LidClient } from '../common/http-client.js';
+import type { JobRecord, JobRequestInput } from '../common/job.js';
+import { isLidApiError } from '../common/lid-api-error.js';
 import { gatewayEndpoint } from './local/dev-tenant.js';
 import { addJobOptions, type JobFlags, limitsFrom, parseEnv, readFiles } from './run-flags.js';
 
@@ -19,34 +21,13 @@ interface Flags extends JobFlags {
 }
 
 /** The --file flags as the API takes them: base64, so any bytes travel unchanged. */
-function filesFrom(pairs: string[]): { path: string; content: string; encoding: 'base64'; mode?: number }[] {
+function filesFrom(pairs: string[]): NonNullable<JobRequestInput['files']> {
   return readFiles(pairs).map((f) => ({
     path: f.path,
     content: Buffer.from(f.content).toString('base64'),
     encoding: 'base64',
     ...(f.mode !== undefined ? { mode: f.mode } : {}),
   }));
-}
-
-/** Reads a text/event-stream body into (event, data) pairs. */
-async function* sse(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-      }
-      if (data.length) yield { event, data: data.join('\n') };
-    }
-  }
 }
 
 export function exitCodeForRecord(record: JobRecord): number {
@@ -57,52 +38,24 @@ export function exitCodeForRecord(record: JobRecord): number {
   return exitCode ?? EXIT_LID_FAILED;
 }
 
-async function api(url: string, apiKey: string, init: RequestInit = {}): Promise<Response> {
-  try {
-    return await fetch(url, {
-      ...init,
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json', ...init.headers },
-    });
-  } catch (e) {
-    throw new LidError(
-      'setup_failed',
-      `cannot reach the gateway at ${url} (${(e as Error).cause ?? (e as Error).message}); start it with npm start, or set LID_URL`,
-    );
-  }
-}
-
-async function failure(res: Response): Promise<LidError> {
-  const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
-  return new LidError('invalid_spec', body?.error?.message ?? `the gateway answered ${res.status}`, {
-    status: res.status,
-    code: body?.error?.code,
-  });
-}
-
 async function runJob(config: LidConfig, command: string[], flags: Flags): Promise<number> {
-  const { url, apiKey } = gatewayEndpoint(config);
-  const body = {
+  const lid = new LidClient(gatewayEndpoint(config));
+  const { id } = await lid.submit({
     image: flags.image,
     command,
     env: parseEnv(flags.env),
     files: filesFrom(flags.file),
     ...(flags.workdir ? { cwd: flags.workdir } : {}),
     limits: limitsFrom(flags),
-  };
-  const submitted = await api(`${url}/v1/jobs`, apiKey, { method: 'POST', body: JSON.stringify(body) });
-  if (!submitted.ok) throw await failure(submitted);
-  const { id } = (await submitted.json()) as JobRecord;
-  const cancel = () => void api(`${url}/v1/jobs/${id}`, apiKey, { method: 'DELETE' }).catch(() => {});
+  });
+  const cancel = () => void lid.cancel(id).catch(() => {});
   process.once('SIGINT', cancel);
   try {
-    const events = await api(`${url}/v1/jobs/${id}/events`, apiKey, { headers: { accept: 'text/event-stream' } });
-    if (!events.ok || !events.body) throw await failure(events);
-    for await (const { event, data } of sse(events.body)) {
-      if (event === 'output' && !flags.json) {
-        const out = JSON.parse(data) as { stream: 'stdout' | 'stderr'; data: string; encoding: 'utf8' | 'base64' };
-        (out.stream === 'stdout' ? process.stdout : process.stderr).write(Buffer.from(out.data, out.encoding));
-      } else if (event === 'final') {
-        const record = JSON.parse(data) as JobRecord;
+    for await (const event of lid.events(id)) {
+      if (event.type === 'output' && !flags.json) {
+        (event.stream === 'stdout' ? process.stdout : process.stderr).write(Buffer.from(event.data, event.encoding));
+      } else if (event.type === 'final') {
+        const { record } = event;
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(record)}\n`);
           return record.state === 'completed' ? 0 : EXIT_LID_FAILED;
@@ -114,7 +67,7 @@ async function runJob(config: LidConfig, command: string[], flags: Flags): Promi
         return exitCodeForRecord(record);
       }
     }
-    throw new LidError('setup_failed', `the gateway closed the event stream of ${id} before the job ended`);
+    throw new Error(`the event stream of ${id} ended before its final event`); // events() ends only after final
   } finally {
     process.off('SIGINT', cancel);
   }
@@ -138,8 +91,10 @@ export function runCommand(config: LidConfig): Command {
       try {
         process.exitCode = await runJob(config, command, flags);
       } catch (e) {
-        if (!isLidError(e)) throw e;
-        process.stderr.write(`lid: ${e.message}\n`);
+        if (!isLidError(e) && !isLidApiError(e)) throw e;
+        // No answer at all: most often the all-in-one is not running here.
+        const hint = isLidApiError(e) && e.status === null ? '; start it with npm start, or set LID_URL' : '';
+        process.stderr.write(`lid: ${e.message}${hint}\n`);
         process.exitCode = EXIT_LID_FAILED;
       }
     });

@@ -1,21 +1,15 @@
 // Errors the HTTP API answers with, and the one table that gives each error code its status. Every error leaves the
 // gateway as {"error": {"code", "message", "details"}}; the codes are LidError's (common/errors.ts) plus the few that
-// only HTTP has (authentication, conflicts, sizes, quotas). `satisfies Record<ApiErrorCode, ...>` makes the table
-// exhaustive: a code added to common/errors.ts without a status here fails the typecheck. Invalid input is
-// common/validation.ts's one error, whose problems become the envelope's details (errorDetails).
+// only HTTP has (authentication, conflicts, sizes, quotas), listed with the envelope in common/http-api.ts, which
+// clients read too. `satisfies Record<ApiErrorCode, ...>` makes the table exhaustive: a code added there without a
+// status here fails the typecheck. Invalid input is common/validation.ts's one error, whose problems become the
+// envelope's details (errorDetails).
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import type { ErrorCode, LidError } from '../common/errors.js';
+import type { LidError } from '../common/errors.js';
+import type { ApiErrorCode, ErrorEnvelope } from '../common/http-api.js';
 import { problemsIn } from '../common/validation.js';
 
-export type ApiErrorCode =
-  | ErrorCode
-  | 'unauthorized'
-  | 'forbidden'
-  | 'conflict'
-  | 'payload_too_large'
-  | 'rate_limited'
-  | 'queue_full'
-  | 'unavailable';
+export type { ApiErrorCode, ErrorEnvelope } from '../common/http-api.js';
 
 export const STATUS_OF = {
   invalid_spec: 400,
@@ -45,10 +39,6 @@ export function redisFull(): ApiError {
     null,
     { 'Retry-After': '30' },
   );
-}
-
-export interface ErrorEnvelope {
-  error: { code: ApiErrorCode; message: string; details: unknown };
 }
 
 export class ApiError extends Error {

@@ -1,12 +1,14 @@
 // What happens to jobs after submission, seen through the API against a real Redis and BullMQ: fair order across
 // tenants, cancelling (queued, held by a worker, running, finished), ?wait, the SSE event stream, and batches.
 // Where a job must run, a tiny BullMQ Worker stands in for Lid's worker: it is test scaffolding for the gateway
-// (it writes the final record with JobStore.update and emits `final`, as the real worker does), not the worker.
-import { type Job, type Queue, Worker } from 'bullmq';
+// (test/fake-worker.ts: it writes the final record with JobStore.update and emits `final`, as the real worker
+// does), not the worker.
+import type { Job, Queue } from 'bullmq';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobRecord, QueuedJob } from '../common/job.js';
-import { keys, QUEUES } from '../common/keys.js';
+import { keys } from '../common/keys.js';
+import * as stand from '../test/fake-worker.js';
 import {
   call,
   connectionsNamed,
@@ -28,37 +30,9 @@ afterAll(() => h?.close());
 const job = { image: 'busybox', command: ['echo', 'hi'] };
 const now = () => new Date().toISOString();
 
-/** Stand-in worker (test scaffolding): runs each job by calling `run`, holding it while `run` is pending. */
-function fakeWorker(queue: Queue, run: (job: Job<QueuedJob>) => Promise<void>): Worker {
-  const { hostname, port, username, password } = new URL(h.server.url);
-  // Connection options rather than a connection: the Worker then owns its connections and closes them.
-  return new Worker<QueuedJob>(queue.name, run, {
-    connection: { host: hostname, port: Number(port), username, password },
-    prefix: QUEUES.prefix,
-  });
-}
-
-/** What Lid's worker does when a job ends: the final record, then the `final` event. */
-async function finish(id: string, stdout: string): Promise<void> {
-  const record = await h.jobs.update(id, (r) => ({
-    ...r,
-    state: 'completed',
-    startedAt: r.startedAt ?? now(),
-    finishedAt: now(),
-    result: {
-      status: 'ok',
-      exitCode: 0,
-      signal: null,
-      stdout,
-      stderr: '',
-      stdoutTruncated: false,
-      stderrTruncated: false,
-      usage: {},
-    },
-  }));
-  await h.jobs.emit(id, { type: 'state', state: 'completed', at: now() });
-  await h.jobs.emit(id, { type: 'final', record: record! });
-}
+const fakeWorker = (queue: Queue, run: (job: Job<QueuedJob>) => Promise<unknown>) =>
+  stand.fakeWorker(h.server.url, queue, run);
+const finish = (id: string, stdout: string) => stand.finish(h.jobs, id, stdout);
 
 describe('fairness', () => {
   it("serves another tenant's jobs before most of a busy tenant's backlog", async () => {

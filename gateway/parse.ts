@@ -1,13 +1,13 @@
-// Reading what a client sent: the JSON body and the query string, each checked against a zod schema. Every
-// failure is a 400 that says what to fix (common/validation.ts's error, answered by the error middleware); nothing
-// a client sends can reach a handler unchecked or become a 500.
+// Reading what a client sent as its body: JSON, checked against a zod schema. Every failure is a 400 that says what
+// to fix; nothing a client sends can reach a handler unchecked or become a 500. (Query and headers are checked by
+// the routes' declarations, gateway/openapi-app.ts, with the same error shape.)
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import { parseOrThrow } from '../common/validation.js';
 import { ApiError } from './api-error.js';
 
 /** Told with each unknown field a client sends. */
-const FIELDS_HINT = 'see /openapi.json for the fields this endpoint takes';
+export const FIELDS_HINT = 'see /openapi.json for the fields this endpoint takes';
 
 export async function readJson(c: Context): Promise<unknown> {
   const text = await c.req.text();
@@ -22,6 +22,3 @@ export async function readJson(c: Context): Promise<unknown> {
 export function parseWith<T extends z.ZodType>(schema: T, input: unknown, what: string): z.output<T> {
   return parseOrThrow(schema, input, what, { fieldsHint: FIELDS_HINT });
 }
-
-export const parseQuery = <T extends z.ZodType>(c: Context, schema: T): z.output<T> =>
-  parseWith(schema, c.req.query(), 'query');

@@ -1,24 +1,22 @@
 // A job's events as Server-Sent Events: `state` {state, at}, `output` {stream, data, encoding} and, last, `final`
 // with the finished record; then the stream closes. It replays the job's stream from the start (or after the
 // client's Last-Event-ID, since each SSE id is the stream entry id) and then follows it live. A comment line keeps
-// idle connections open through proxies; the stream ends when the client goes away.
+// idle connections open through proxies; the stream ends when the client goes away. The payloads are the contract
+// of common/http-api.ts (JobStreamPayloads), which LidClient reads.
 import type { SSEStreamingApi } from 'hono/streaming';
+import type { JobStreamPayloads } from '../common/http-api.js';
 import type { JobRecord } from '../common/job.js';
 import type { JobEvent } from '../common/job-store.js';
 import { envelope } from './api-error.js';
 import type { Services } from './deps.js';
 import { followEvents, isFinal } from './job-events.js';
 
-function payload(event: JobEvent): unknown {
-  switch (event.type) {
-    case 'state':
-      return { state: event.state, at: event.at };
-    case 'output':
-      return { stream: event.stream, data: event.data, encoding: event.encoding };
-    case 'final':
-      return event.record;
-  }
-}
+const PAYLOAD: { [T in JobEvent['type']]: (event: Extract<JobEvent, { type: T }>) => JobStreamPayloads[T] } = {
+  state: (event) => ({ state: event.state, at: event.at }),
+  output: (event) => ({ stream: event.stream, data: event.data, encoding: event.encoding }),
+  final: (event) => event.record,
+};
+const payload = (event: JobEvent) => (PAYLOAD[event.type] as (event: JobEvent) => unknown)(event);
 
 export async function sendEvents(
   s: Services,
@@ -51,7 +49,10 @@ export async function sendEvents(
     }
   } catch (e) {
     s.logger.error({ err: e, jobId: record.id, tenant: record.tenant, traceId: record.traceId }, 'event stream failed');
-    const error = envelope('internal', 'the event stream broke off: reconnect with Last-Event-ID to resume');
+    const error: JobStreamPayloads['error'] = envelope(
+      'internal',
+      'the event stream broke off: reconnect with Last-Event-ID to resume',
+    );
     await stream.writeSSE({ event: 'error', data: JSON.stringify(error) });
   }
 }

@@ -1,13 +1,15 @@
 // Load test of the running service, over HTTP like any client: N trivial jobs (`true` in the busybox image), C in
-// flight, each submitted with ?wait so that one request spans submit -> result. It prints submit-to-result latency
-// (p50/p95/p99), throughput and errors as a table, then one JSON object as the last line, and writes the report
-// under load-tests/reports/. It finds the gateway like `lid run` does (LID_URL, LID_API_KEY, else the all-in-one).
+// flight, each submitted with ?wait so that one request spans submit -> result (LidClient, as any TypeScript user
+// would). It prints submit-to-result latency (p50/p95/p99), throughput and errors as a table, then one JSON object
+// as the last line, and writes the report under load-tests/reports/. It finds the gateway like `lid run` does
+// (LID_URL, LID_API_KEY, else the all-in-one). A 429 counts as an error: the client does not retry it here.
 // Usage: npm run load -- --jobs 2000 --concurrency 32 [--image busybox] [--warmup 20]
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { gatewayEndpoint } from '../cli/local/dev-tenant.js';
 import { loadConfig } from '../common/config.js';
-import type { JobRecord } from '../common/job.js';
+import { isFinalRecord, LidClient } from '../common/http-client.js';
+import { isLidApiError } from '../common/lid-api-error.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -26,22 +28,14 @@ for (const [name, n] of Object.entries({ jobs: JOBS, concurrency: CONCURRENCY, w
 }
 
 const { url, apiKey } = gatewayEndpoint(loadConfig());
-const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
-const body = JSON.stringify({ image: args.image, command: ['true'] });
+const lid = new LidClient({ url, apiKey, rateLimitRetries: 0 });
+const job = { image: args.image, command: ['true'] };
 
 async function oneJob(): Promise<{ ms: number; ok: boolean; why?: string }> {
   const t = performance.now();
   try {
-    const res = await fetch(`${url}/v1/jobs?wait=30`, { method: 'POST', headers, body });
-    let record = (await res.json()) as JobRecord & { error?: { message: string } };
-    if (res.status === 202) {
-      while (!['completed', 'cancelled', 'error'].includes(record.state)) {
-        await new Promise((r) => setTimeout(r, 20));
-        record = (await (await fetch(`${url}/v1/jobs/${record.id}`, { headers })).json()) as JobRecord;
-      }
-    } else if (res.status !== 200) {
-      return { ms: performance.now() - t, ok: false, why: `HTTP ${res.status}: ${record.error?.message}` };
-    }
+    let record = await lid.submit(job, { wait: 30 });
+    if (!isFinalRecord(record)) record = await lid.wait(record.id);
     const ok = record.state === 'completed' && record.result?.status === 'ok';
     return {
       ms: performance.now() - t,
@@ -49,7 +43,8 @@ async function oneJob(): Promise<{ ms: number; ok: boolean; why?: string }> {
       why: ok ? undefined : `${record.state} ${record.result?.status ?? record.error?.message}`,
     };
   } catch (e) {
-    return { ms: performance.now() - t, ok: false, why: (e as Error).message };
+    const why = isLidApiError(e) && e.status ? `HTTP ${e.status}: ${e.message}` : (e as Error).message;
+    return { ms: performance.now() - t, ok: false, why };
   }
 }
 

@@ -1,11 +1,11 @@
 // The service's own endpoints: liveness (/healthz: the process answers), readiness (/readyz: Redis answers and a
-// worker sent a heartbeat lately, so a submitted job will run), the images workers offer (/v1/images, behind the
-// API key like all of /v1), and the API reference (/openapi.json, /docs).
-import { Hono } from 'hono';
+// worker sent a heartbeat lately, so a submitted job will run), and the images workers offer (/v1/images, behind
+// the API key like all of /v1). The API reference (/openapi.json, /docs) is routes/reference.ts.
+import { createRoute } from '@hono/zod-openapi';
 import { keys } from '../../common/keys.js';
-import type { GatewayEnv, Services } from '../deps.js';
-import { docsPage } from '../docs-page.js';
-import { openApiDocument } from '../openapi.js';
+import { HealthSchema, ImagesSchema, ReadySchema } from '../../common/http-api.js';
+import type { Services } from '../deps.js';
+import { errorResponses, jsonResponse, openApiApp } from '../openapi-app.js';
 
 /** A worker counts as present if it sent a heartbeat within this window (it sends one every few seconds). */
 const WORKER_FRESH_MS = 15_000;
@@ -42,21 +42,44 @@ async function readiness(s: Services): Promise<Readiness> {
     : unready('no worker sent a heartbeat in the last 15 s: start `lid worker`');
 }
 
-export function metaRoutes(s: Services): Hono<GatewayEnv> {
-  const app = new Hono<GatewayEnv>();
+const health = createRoute({
+  method: 'get',
+  path: '/healthz',
+  security: [],
+  summary: 'The gateway is up',
+  responses: { 200: jsonResponse(HealthSchema, 'up') },
+});
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+const ready = createRoute({
+  method: 'get',
+  path: '/readyz',
+  security: [],
+  summary: 'Redis is reachable and a worker is present',
+  responses: {
+    200: jsonResponse(ReadySchema, 'ready'),
+    503: jsonResponse(ReadySchema, 'not ready: reasons says why'),
+  },
+});
 
-  app.get('/readyz', async (c) => {
+const images = createRoute({
+  method: 'get',
+  path: '/v1/images',
+  summary: 'Images the workers offer',
+  responses: { 200: jsonResponse(ImagesSchema, 'sorted names'), ...errorResponses(401) },
+});
+
+export function metaRoutes(s: Services) {
+  const app = openApiApp();
+
+  app.openapi(health, (c) => c.json({ status: 'ok' as const }, 200));
+
+  app.openapi(ready, async (c) => {
     const { reasons, workers } = await readiness(s);
-    return c.json({ status: reasons.length ? 'unready' : 'ready', reasons, workers }, reasons.length ? 503 : 200);
+    if (reasons.length) return c.json({ status: 'unready' as const, reasons, workers }, 503);
+    return c.json({ status: 'ready' as const, reasons, workers }, 200);
   });
 
-  app.get('/v1/images', async (c) => c.json({ images: await s.images.list() }));
-
-  app.get('/openapi.json', (c) => c.json(openApiDocument()));
-
-  app.get('/docs', (c) => c.html(docsPage(openApiDocument())));
+  app.openapi(images, async (c) => c.json({ images: await s.images.list() }, 200));
 
   return app;
 }
