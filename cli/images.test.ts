@@ -50,6 +50,19 @@ describePrivileged('lid images', () => {
     expect(lid(['images', 'ls']).out).toMatch(/^NAME\s+DIGEST\s+SIZE\s+LAYERS\s+LAST USED\ndemo\/app:1\s/);
   });
 
+  it('imports the same archive twice: the second time exits 0 and says the image is unchanged', () => {
+    const archive = path.join(tmp, 'twice.tar');
+    spawnSync('tar', ['-cf', archive, '-C', layout, '.']);
+    const line = `twice/app:1 ${manifestDigest}\n`;
+    expect(lid(['images', 'import', archive, '--name', 'twice/app:1'])).toMatchObject({ code: 0, out: line, err: '' });
+    expect(lid(['images', 'import', archive, '--name', 'twice/app:1'])).toEqual({
+      code: 0,
+      out: line,
+      err: 'lid images import: twice/app:1 is already in the store, unchanged\n',
+    });
+    expect(lid(['images', 'rm', 'twice/app:1']).code).toBe(0);
+  });
+
   it('runs an image with its config as the defaults, and the job’s own command and env on top', () => {
     const byDefault = lid(['sandbox', 'run', '--image', 'demo/app:1']);
     expect(byDefault).toMatchObject({ code: 0, out: 'default command\n' });
@@ -157,4 +170,26 @@ describePrivileged('progress on a terminal', () => {
       expect(r.stdout).toMatch(/busybox:latest sha256:[a-f0-9]{64}/);
     },
   );
+});
+
+describePrivileged('lid images build, twice', () => {
+  it('builds busybox, and the second build exits 0 and says the image is unchanged', { timeout: 300_000 }, () => {
+    const env = { LID_DATA_DIR: path.join(tmp, 'build-twice') };
+    const first = spawnSync(process.execPath, [lidBin, 'images', 'build', 'busybox'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      timeout: 300_000,
+    });
+    expect(first.status, first.stderr).toBe(0);
+    const again = spawnSync(process.execPath, [lidBin, 'images', 'build', 'busybox'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      timeout: 300_000,
+    });
+    expect({ code: again.status, out: again.stdout, err: again.stderr }).toEqual({
+      code: 0,
+      out: first.stdout,
+      err: 'lid images build: busybox:latest is already in the store, unchanged\n',
+    });
+  });
 });

@@ -34,6 +34,12 @@ function asSize(value: string): number {
 
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
+/** One line per image on stdout (scripts read it); a note on stderr when the store already had it. */
+function printImage(what: string, image: { name: string; manifestDigest: string; unchanged?: boolean }): void {
+  process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+  if (image.unchanged) process.stderr.write(`lid images ${what}: ${image.name} is already in the store, unchanged\n`);
+}
+
 /** Runs one subcommand: LidErrors become "lid images: message" and exit 1; bugs keep their stack. */
 async function report(
   what: string,
@@ -65,20 +71,20 @@ export function imagesCommand(config: LidConfig): Command {
       report('build', async (p) => {
         const image = await buildImage(open(), name, p.report);
         p.done();
-        process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+        printImage('build', image);
       }),
     );
 
   images
     .command('import')
     .description('import an OCI image layout (directory or tar) or a docker-archive (docker save)')
-    .argument('<source>', 'FILE or DIR')
+    .argument('<source>', 'FILE or DIR; FILE:REF or DIR:REF takes the one image whose ref is REF (as skopeo)')
     .option('--name <name:tag>', 'name to give the image (needed when the source does not name it)')
     .action((source: string, opts: { name?: string }) =>
       report('import', async (p) => {
         for (const image of await importImage(open(), source, { name: opts.name, onProgress: p.report })) {
           p.done();
-          process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+          printImage('import', image);
         }
       }),
     );
