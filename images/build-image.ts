@@ -7,11 +7,7 @@ import { loadRecipe } from './debian/recipe.js';
 import { type ImportedImage, importImage } from './import.js';
 import type { ImageStore, Progress } from './store.js';
 
-export async function buildImage(
-  store: ImageStore,
-  recipeName: string,
-  onProgress?: Progress,
-): Promise<ImportedImage> {
+export async function buildImage(store: ImageStore, recipeName: string, onProgress?: Progress): Promise<ImportedImage> {
   const recipe = loadRecipe(recipeName);
   const outDir = store.tempPath(`build-${recipe.name}`);
   try {

@@ -3,7 +3,6 @@
 // Runs under the refs lock, so no name can appear while it decides what is unreferenced.
 import fs from 'node:fs';
 import path from 'node:path';
-import { lastUsed } from './catalog.js';
 import { Leases } from './leases.js';
 import { INDEX_TYPES, IndexSchema, parseJson } from './oci.js';
 import type { ImageStore } from './store.js';
@@ -36,7 +35,7 @@ export async function collectGarbage(store: ImageStore, opts: { maxBytes?: numbe
     const inUse = Leases.inUse(store.layout);
     const held = (name: string) => blobsOf(store, refs[name]!).some((d) => inUse.has(d));
     if (opts.maxBytes !== undefined) {
-      const access = lastUsed(store);
+      const access = store.access.read();
       const sizeOf = (digests: Set<string>) =>
         [...digests].reduce((n, d) => n + duSync(store.blobPath(d)) + duSync(store.layout.layer(d)), 0);
       const live = () => new Set(Object.values(refs).flatMap((m) => blobsOf(store, m)));

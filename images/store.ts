@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { withDirLock as withLock } from '../common/dir-lock.js';
 import { LidError } from '../common/errors.js';
 import { currentInstanceName, isInstanceDead } from '../common/process-instance.js';
-import { touchImage } from './catalog.js';
+import { AccessLog } from './access-log.js';
 import { DigestingStream } from './digest.js';
 import { Leases } from './leases.js';
 import { type ImageConfig, ImageConfigSchema, type Manifest, ManifestSchema, parseJson } from './oci.js';
@@ -56,12 +56,15 @@ export class ImageStore {
   private readonly resolved = new Map<string, ResolvedImage>(); // by manifest digest
   private readonly unpacked = new Set<string>(); // layer digests known to be in place
   private readonly leases: Leases;
+  /** When each image was last used (for gc --max-size and lid images ls). */
+  readonly access: AccessLog;
   /** Layers this process unpacked itself (the rest it found done, or waited for another process to do). */
   layersUnpackedHere = 0;
 
   private constructor(dataDir: string) {
     this.layout = new StoreLayout(dataDir);
     this.leases = new Leases(this.layout);
+    this.access = new AccessLog(this.layout, (label) => this.tempPath(label));
     makeStorePrivate(dataDir, this.layout); // makes the directories, 0700, and fixes an older store's modes
     this.sweepTemporaries();
   }
@@ -249,7 +252,7 @@ export class ImageStore {
     const release = this.leases.acquire([manifest.config.digest, ...manifest.layers.map((l) => l.digest)]);
     try {
       const image = await this.resolve(name, onProgress);
-      touchImage(this, image.name);
+      this.access.touch(image.name);
       return { image, release };
     } catch (e) {
       release();
