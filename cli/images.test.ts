@@ -135,6 +135,44 @@ describePrivileged('lid images pull (the operator’s own request)', () => {
   });
 });
 
+describePrivileged('lid sandbox run --image from a registry (the operator’s own pull, as lid images pull)', () => {
+  it('pulls a missing image on first use, from loopback with the host login, then runs it from the store', async () => {
+    const image = await testImage(busyboxLayer([{ type: 'file', name: 'hello.txt', content: 'pulled\n' }]));
+    const login = { username: 'operator', password: 'pw' };
+    const registry = await startHostileRegistry(image, { basic: login });
+    const home = path.join(tmp, 'sandbox-pull-home');
+    fs.mkdirSync(path.join(home, '.docker'), { recursive: true });
+    const auth = Buffer.from(`${login.username}:${login.password}`).toString('base64');
+    fs.writeFileSync(
+      path.join(home, '.docker', 'config.json'),
+      JSON.stringify({ auths: { [registry.host]: { auth } } }),
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, 'sandbox-pull'), HOME: home };
+    delete env.LID_ALLOW_PRIVATE_EGRESS;
+    delete env.LID_REGISTRY_HOST_CREDENTIALS;
+    delete env.REGISTRY_AUTH_FILE;
+    delete env.XDG_RUNTIME_DIR;
+    const name = `${registry.host}/test/app:v1`;
+    // Asynchronous: the registry answers from this very process.
+    const run = () =>
+      promisify(execFile)(
+        process.execPath,
+        [lidBin, 'sandbox', 'run', '--image', name, '--plain-http', '--', 'cat', '/hello.txt'],
+        { env, timeout: 120_000 },
+      );
+    try {
+      const first = await run();
+      expect(first).toEqual({ stdout: 'pulled\n', stderr: `lid: pulling image ${name} (first use)\n` });
+      expect(registry.seen.map((r) => r.authorization)).toContain(`Basic ${auth}`);
+      const requests = registry.seen.length;
+      expect(await run()).toEqual({ stdout: 'pulled\n', stderr: '' });
+      expect(registry.seen).toHaveLength(requests);
+    } finally {
+      await registry.close();
+    }
+  });
+});
+
 describePrivileged('lid sandbox run --image with the recipe images', () => {
   it('builds python on first use and runs it; node and bash the same way', { timeout: 600_000 }, () => {
     const python = lid(['sandbox', 'run', '--image', 'python', '--', 'python3', '-c', 'print(6*7)']);

@@ -1,16 +1,16 @@
 // `lid images ...`: build, import, pull, list, inspect, remove and collect garbage in the image store under
 // LID_DATA_DIR. Long steps show progress on a terminal only; results go to stdout, one line each (or JSON).
-// `pull` is the operator's own request, not a tenant's: it may reach any address (the operator can anyway) and uses
-// the host's registry logins; the size and time caps of LID_PULL_MAX_BYTES and LID_PULL_TIMEOUT still hold.
+// `pull` is the operator's own request, not a tenant's (images/pull-policy.ts operatorPulls): it may reach any
+// address and uses the host's registry logins; the size and time caps still hold.
 import { Command, InvalidArgumentError } from 'commander';
 import type { LidConfig } from '../common/config.js';
-import { EgressPolicy } from '../common/egress-policy.js';
 import { isLidError } from '../common/errors.js';
 import { parseSize } from '../common/units.js';
 import { buildImage } from '../images/build-image.js';
 import { inspectImage, listImages, removeImage } from '../images/catalog.js';
 import { collectGarbage } from '../images/gc.js';
 import { importImage } from '../images/import.js';
+import { operatorPulls } from '../images/pull-policy.js';
 import { pullImage } from '../images/registry/client.js';
 import { type Credentials, parseCredsFlag } from '../images/registry/credentials.js';
 import { ImageStore } from '../images/store.js';
@@ -98,12 +98,7 @@ export function imagesCommand(config: LidConfig): Command {
     .action((ref: string, opts: { creds?: Credentials; plainHttp?: boolean }) =>
       report('pull', async (p) => {
         const image = await pullImage(ref, open(), {
-          egress: { policy: EgressPolicy.ANY },
-          hostCredentials: 'any',
-          maxBytes: config.pullMaxBytes,
-          timeoutMs: config.pullTimeoutMs,
-          creds: opts.creds,
-          plainHttp: opts.plainHttp,
+          ...operatorPulls(config, { creds: opts.creds, plainHttp: opts.plainHttp }),
           onProgress: p.report,
         });
         p.done();

@@ -9,9 +9,9 @@ import { encodeChunk, encodeOutput } from '../common/output-encoding.js';
 import { retryWhileRedisFull } from '../common/redis.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
 import { ATTR, inSpan, nowMs } from '../common/telemetry.js';
+import type { HeldImage, ImageAcquirer } from '../images/acquire.js';
 import { jobDefaults } from '../images/image-defaults.js';
 import type { SandboxRuntime } from '../runtime/index.js';
-import type { ImageProvider } from './image-provider.js';
 import { traceQueueWait, traceSandboxPhases } from './job-trace.js';
 
 export type Outcome = 'done' | 'skipped' | 'cancelled';
@@ -61,7 +61,7 @@ export function resultRecord(result: RunResult): NonNullable<JobRecord['result']
 export class JobRunner {
   constructor(
     private readonly jobs: JobStore,
-    private readonly images: ImageProvider,
+    private readonly images: ImageAcquirer,
     private readonly runtime: SandboxRuntime,
     /** This worker's caps (LID_CAP_*): a queued job above them is refused here, whoever queued it. */
     private readonly caps: LimitValues,
@@ -107,7 +107,7 @@ export class JobRunner {
     await this.jobs.emit(job.id, { type: 'state', state: 'running', at: startedAt });
     traceQueueWait(job, startedAt, running?.attempts);
 
-    let lease: Awaited<ReturnType<ImageProvider['acquire']>> | null = null;
+    let lease: HeldImage | null = null;
     // Output events are appended in order: each waits for the one before it.
     let emitted: Promise<void> = Promise.resolve();
     const emit = (event: JobEvent) => {
