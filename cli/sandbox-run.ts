@@ -7,11 +7,9 @@ import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
-import { ImageAcquirer } from '../images/acquire.js';
 import { jobDefaults } from '../images/image-defaults.js';
 import { operatorPulls } from '../images/pull-policy.js';
-import { ImageStore } from '../images/store.js';
-import { SandboxRuntime } from '../runtime/index.js';
+import type { SandboxRuntime } from '../runtime/index.js';
 import { terminalProgress } from './progress.js';
 import { resultToJson } from './result-json.js';
 import { addJobOptions, type JobFlags, limitsFrom, parseEnv, readFiles } from './run-flags.js';
@@ -72,6 +70,11 @@ async function withImage(
   spec: RunSpecInput,
   flags: RunFlags & { image: string },
 ): Promise<{ spec: RunSpecInput; release: () => void }> {
+  // Loaded here rather than at the top: `lid --help` builds this command too (main.ts says why).
+  const [{ ImageAcquirer }, { ImageStore }] = await Promise.all([
+    import('../images/acquire.js'),
+    import('../images/store.js'),
+  ]);
   const progress = terminalProgress();
   const images = new ImageAcquirer(ImageStore.open(config.dataDir), {
     pulls: operatorPulls(config, { plainHttp: flags.plainHttp }),
@@ -105,6 +108,7 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
   try {
     let spec = buildSpec(flags, argv, config);
     if (flags.image) ({ spec, release } = await withImage(config, spec, { ...flags, image: flags.image }));
+    const { SandboxRuntime } = await import('../runtime/index.js'); // loaded when a sandbox runs, not for --help
     runtime = await SandboxRuntime.start({
       cgroupParent: config.cgroupParent,
       mountDir: config.mountDir,

@@ -10,7 +10,7 @@ import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import { CAP_VARIABLES, type LimitField, type LimitValues, serverCaps } from '../common/limits.js';
-import { connectRedis, redisUrl } from '../common/redis.js';
+import type { connectRedis } from '../common/redis.js';
 import { formatSize, parseDuration, parseSize } from '../common/units.js';
 import { TENANT_DEFAULTS, type TenantSettings, TenantStore } from '../gateway/tenants.js';
 
@@ -128,6 +128,7 @@ export function tenantsCommand(config: LidConfig): Command {
     try {
       // The server key first: a missing or unsafe key file is reported before anything changes in Redis.
       const signingKey = opts.signing ? loadSigningKey(config) : undefined;
+      const { connectRedis, redisUrl } = await import('../common/redis.js'); // ioredis: not for --help (main.ts)
       redis = connectRedis(await redisUrl(config), 'cli');
       await body(new TenantStore(redis, { signingKey }));
     } catch (e) {
