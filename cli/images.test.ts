@@ -101,23 +101,29 @@ describePrivileged('lid images', () => {
   });
 });
 
+/**
+ * The environment of an operator whose docker login (in a home of its own) holds `login` for `host`, with none of
+ * the variables that would widen a tenant's policy or point at other auth files.
+ */
+function operatorEnv(label: string, host: string, login: { username: string; password: string }): NodeJS.ProcessEnv {
+  const home = path.join(tmp, `${label}-home`);
+  const auth = Buffer.from(`${login.username}:${login.password}`).toString('base64');
+  fs.mkdirSync(path.join(home, '.docker'), { recursive: true });
+  fs.writeFileSync(path.join(home, '.docker', 'config.json'), JSON.stringify({ auths: { [host]: { auth } } }));
+  const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, label), HOME: home };
+  delete env.LID_ALLOW_PRIVATE_EGRESS;
+  delete env.LID_REGISTRY_HOST_CREDENTIALS;
+  delete env.REGISTRY_AUTH_FILE;
+  delete env.XDG_RUNTIME_DIR;
+  return env;
+}
+
 describePrivileged('lid images pull (the operator’s own request)', () => {
   it('reaches a registry on loopback under the default egress policy, with the login in the auth file', async () => {
     const image = await testImage();
     const login = { username: 'operator', password: 'pw' };
     const registry = await startHostileRegistry(image, { basic: login });
-    const home = path.join(tmp, 'operator-home');
-    const auth = Buffer.from(`${login.username}:${login.password}`).toString('base64');
-    fs.mkdirSync(path.join(home, '.docker'), { recursive: true });
-    fs.writeFileSync(
-      path.join(home, '.docker', 'config.json'),
-      JSON.stringify({ auths: { [registry.host]: { auth } } }),
-    );
-    const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, 'pulled'), HOME: home };
-    delete env.LID_ALLOW_PRIVATE_EGRESS;
-    delete env.LID_REGISTRY_HOST_CREDENTIALS;
-    delete env.REGISTRY_AUTH_FILE;
-    delete env.XDG_RUNTIME_DIR;
+    const env = operatorEnv('pulled', registry.host, login);
     try {
       // Asynchronous: the registry answers from this very process.
       const { stdout } = await promisify(execFile)(
@@ -140,18 +146,7 @@ describePrivileged('lid sandbox run --image from a registry (the operator’s ow
     const image = await testImage(busyboxLayer([{ type: 'file', name: 'hello.txt', content: 'pulled\n' }]));
     const login = { username: 'operator', password: 'pw' };
     const registry = await startHostileRegistry(image, { basic: login });
-    const home = path.join(tmp, 'sandbox-pull-home');
-    fs.mkdirSync(path.join(home, '.docker'), { recursive: true });
-    const auth = Buffer.from(`${login.username}:${login.password}`).toString('base64');
-    fs.writeFileSync(
-      path.join(home, '.docker', 'config.json'),
-      JSON.stringify({ auths: { [registry.host]: { auth } } }),
-    );
-    const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, 'sandbox-pull'), HOME: home };
-    delete env.LID_ALLOW_PRIVATE_EGRESS;
-    delete env.LID_REGISTRY_HOST_CREDENTIALS;
-    delete env.REGISTRY_AUTH_FILE;
-    delete env.XDG_RUNTIME_DIR;
+    const env = operatorEnv('sandbox-pull', registry.host, login);
     const name = `${registry.host}/test/app:v1`;
     // Asynchronous: the registry answers from this very process.
     const run = () =>
@@ -163,7 +158,9 @@ describePrivileged('lid sandbox run --image from a registry (the operator’s ow
     try {
       const first = await run();
       expect(first).toEqual({ stdout: 'pulled\n', stderr: `lid: pulling image ${name} (first use)\n` });
-      expect(registry.seen.map((r) => r.authorization)).toContain(`Basic ${auth}`);
+      expect(registry.seen.map((r) => r.authorization)).toContain(
+        `Basic ${Buffer.from('operator:pw').toString('base64')}`,
+      );
       const requests = registry.seen.length;
       expect(await run()).toEqual({ stdout: 'pulled\n', stderr: '' });
       expect(registry.seen).toHaveLength(requests);
