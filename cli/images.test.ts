@@ -50,6 +50,19 @@ describePrivileged('lid images', () => {
     expect(lid(['images', 'ls']).out).toMatch(/^NAME\s+DIGEST\s+SIZE\s+LAYERS\s+LAST USED\ndemo\/app:1\s/);
   });
 
+  it('imports the same archive twice: the second time exits 0 and says the image is unchanged', () => {
+    const archive = path.join(tmp, 'twice.tar');
+    spawnSync('tar', ['-cf', archive, '-C', layout, '.']);
+    const line = `twice/app:1 ${manifestDigest}\n`;
+    expect(lid(['images', 'import', archive, '--name', 'twice/app:1'])).toMatchObject({ code: 0, out: line, err: '' });
+    expect(lid(['images', 'import', archive, '--name', 'twice/app:1'])).toEqual({
+      code: 0,
+      out: line,
+      err: 'lid images import: twice/app:1 is already in the store, unchanged\n',
+    });
+    expect(lid(['images', 'rm', 'twice/app:1']).code).toBe(0);
+  });
+
   it('runs an image with its config as the defaults, and the job’s own command and env on top', () => {
     const byDefault = lid(['sandbox', 'run', '--image', 'demo/app:1']);
     expect(byDefault).toMatchObject({ code: 0, out: 'default command\n' });
@@ -88,23 +101,29 @@ describePrivileged('lid images', () => {
   });
 });
 
+/**
+ * The environment of an operator whose docker login (in a home of its own) holds `login` for `host`, with none of
+ * the variables that would widen a tenant's policy or point at other auth files.
+ */
+function operatorEnv(label: string, host: string, login: { username: string; password: string }): NodeJS.ProcessEnv {
+  const home = path.join(tmp, `${label}-home`);
+  const auth = Buffer.from(`${login.username}:${login.password}`).toString('base64');
+  fs.mkdirSync(path.join(home, '.docker'), { recursive: true });
+  fs.writeFileSync(path.join(home, '.docker', 'config.json'), JSON.stringify({ auths: { [host]: { auth } } }));
+  const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, label), HOME: home };
+  delete env.LID_ALLOW_PRIVATE_EGRESS;
+  delete env.LID_REGISTRY_HOST_CREDENTIALS;
+  delete env.REGISTRY_AUTH_FILE;
+  delete env.XDG_RUNTIME_DIR;
+  return env;
+}
+
 describePrivileged('lid images pull (the operator’s own request)', () => {
   it('reaches a registry on loopback under the default egress policy, with the login in the auth file', async () => {
     const image = await testImage();
     const login = { username: 'operator', password: 'pw' };
     const registry = await startHostileRegistry(image, { basic: login });
-    const home = path.join(tmp, 'operator-home');
-    const auth = Buffer.from(`${login.username}:${login.password}`).toString('base64');
-    fs.mkdirSync(path.join(home, '.docker'), { recursive: true });
-    fs.writeFileSync(
-      path.join(home, '.docker', 'config.json'),
-      JSON.stringify({ auths: { [registry.host]: { auth } } }),
-    );
-    const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, 'pulled'), HOME: home };
-    delete env.LID_ALLOW_PRIVATE_EGRESS;
-    delete env.LID_REGISTRY_HOST_CREDENTIALS;
-    delete env.REGISTRY_AUTH_FILE;
-    delete env.XDG_RUNTIME_DIR;
+    const env = operatorEnv('pulled', registry.host, login);
     try {
       // Asynchronous: the registry answers from this very process.
       const { stdout } = await promisify(execFile)(
@@ -116,6 +135,35 @@ describePrivileged('lid images pull (the operator’s own request)', () => {
       expect(registry.seen.map((r) => r.authorization)).toContain(
         `Basic ${Buffer.from('operator:pw').toString('base64')}`,
       );
+    } finally {
+      await registry.close();
+    }
+  });
+});
+
+describePrivileged('lid sandbox run --image from a registry (the operator’s own pull, as lid images pull)', () => {
+  it('pulls a missing image on first use, from loopback with the host login, then runs it from the store', async () => {
+    const image = await testImage(busyboxLayer([{ type: 'file', name: 'hello.txt', content: 'pulled\n' }]));
+    const login = { username: 'operator', password: 'pw' };
+    const registry = await startHostileRegistry(image, { basic: login });
+    const env = operatorEnv('sandbox-pull', registry.host, login);
+    const name = `${registry.host}/test/app:v1`;
+    // Asynchronous: the registry answers from this very process.
+    const run = () =>
+      promisify(execFile)(
+        process.execPath,
+        [lidBin, 'sandbox', 'run', '--image', name, '--plain-http', '--', 'cat', '/hello.txt'],
+        { env, timeout: 120_000 },
+      );
+    try {
+      const first = await run();
+      expect(first).toEqual({ stdout: 'pulled\n', stderr: `lid: pulling image ${name} (first use)\n` });
+      expect(registry.seen.map((r) => r.authorization)).toContain(
+        `Basic ${Buffer.from('operator:pw').toString('base64')}`,
+      );
+      const requests = registry.seen.length;
+      expect(await run()).toEqual({ stdout: 'pulled\n', stderr: '' });
+      expect(registry.seen).toHaveLength(requests);
     } finally {
       await registry.close();
     }
@@ -157,4 +205,26 @@ describePrivileged('progress on a terminal', () => {
       expect(r.stdout).toMatch(/busybox:latest sha256:[a-f0-9]{64}/);
     },
   );
+});
+
+describePrivileged('lid images build, twice', () => {
+  it('builds busybox, and the second build exits 0 and says the image is unchanged', { timeout: 300_000 }, () => {
+    const env = { LID_DATA_DIR: path.join(tmp, 'build-twice') };
+    const first = spawnSync(process.execPath, [lidBin, 'images', 'build', 'busybox'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      timeout: 300_000,
+    });
+    expect(first.status, first.stderr).toBe(0);
+    const again = spawnSync(process.execPath, [lidBin, 'images', 'build', 'busybox'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      timeout: 300_000,
+    });
+    expect({ code: again.status, out: again.stdout, err: again.stderr }).toEqual({
+      code: 0,
+      out: first.stdout,
+      err: 'lid images build: busybox:latest is already in the store, unchanged\n',
+    });
+  });
 });

@@ -1,19 +1,13 @@
 // `lid images ...`: build, import, pull, list, inspect, remove and collect garbage in the image store under
 // LID_DATA_DIR. Long steps show progress on a terminal only; results go to stdout, one line each (or JSON).
-// `pull` is the operator's own request, not a tenant's: it may reach any address (the operator can anyway) and uses
-// the host's registry logins; the size and time caps of LID_PULL_MAX_BYTES and LID_PULL_TIMEOUT still hold.
+// `pull` is the operator's own request, not a tenant's (images/pull-policy.ts operatorPulls): it may reach any
+// address and uses the host's registry logins; the size and time caps still hold.
 import { Command, InvalidArgumentError } from 'commander';
 import type { LidConfig } from '../common/config.js';
-import { EgressPolicy } from '../common/egress-policy.js';
 import { isLidError } from '../common/errors.js';
 import { parseSize } from '../common/units.js';
-import { buildImage } from '../images/build-image.js';
-import { inspectImage, listImages, removeImage } from '../images/catalog.js';
-import { collectGarbage } from '../images/gc.js';
-import { importImage } from '../images/import.js';
-import { pullImage } from '../images/registry/client.js';
+import { operatorPulls } from '../images/pull-policy.js';
 import { type Credentials, parseCredsFlag } from '../images/registry/credentials.js';
-import { ImageStore } from '../images/store.js';
 import { terminalProgress } from './progress.js';
 
 function parseCreds(value: string): Credentials {
@@ -34,6 +28,12 @@ function asSize(value: string): number {
 
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 
+/** One line per image on stdout (scripts read it); a note on stderr when the store already had it. */
+function printImage(what: string, image: { name: string; manifestDigest: string; unchanged?: boolean }): void {
+  process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+  if (image.unchanged) process.stderr.write(`lid images ${what}: ${image.name} is already in the store, unchanged\n`);
+}
+
 /** Runs one subcommand: LidErrors become "lid images: message" and exit 1; bugs keep their stack. */
 async function report(
   what: string,
@@ -52,7 +52,9 @@ async function report(
 }
 
 export function imagesCommand(config: LidConfig): Command {
-  const open = () => ImageStore.open(config.dataDir);
+  // The store and each subcommand's code are loaded when a subcommand runs, not for --help (main.ts says why).
+  const open = async () => (await import('../images/store.js')).ImageStore.open(config.dataDir);
+  const catalog = () => import('../images/catalog.js');
   const images = new Command('images').description(
     `build, import, pull and manage images (store: ${config.dataDir}/images)`,
   );
@@ -63,22 +65,24 @@ export function imagesCommand(config: LidConfig): Command {
     .argument('<name>', 'recipe name, e.g. python, node, bash, busybox')
     .action((name: string) =>
       report('build', async (p) => {
-        const image = await buildImage(open(), name, p.report);
+        const { buildImage } = await import('../images/build-image.js');
+        const image = await buildImage(await open(), name, p.report);
         p.done();
-        process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+        printImage('build', image);
       }),
     );
 
   images
     .command('import')
     .description('import an OCI image layout (directory or tar) or a docker-archive (docker save)')
-    .argument('<source>', 'FILE or DIR')
+    .argument('<source>', 'FILE or DIR; FILE:REF or DIR:REF takes the one image whose ref is REF (as skopeo)')
     .option('--name <name:tag>', 'name to give the image (needed when the source does not name it)')
     .action((source: string, opts: { name?: string }) =>
       report('import', async (p) => {
-        for (const image of await importImage(open(), source, { name: opts.name, onProgress: p.report })) {
+        const { importImage } = await import('../images/import.js');
+        for (const image of await importImage(await open(), source, { name: opts.name, onProgress: p.report })) {
           p.done();
-          process.stdout.write(`${image.name} ${image.manifestDigest}\n`);
+          printImage('import', image);
         }
       }),
     );
@@ -91,13 +95,9 @@ export function imagesCommand(config: LidConfig): Command {
     .option('--plain-http', 'talk plain HTTP (for a registry on loopback)')
     .action((ref: string, opts: { creds?: Credentials; plainHttp?: boolean }) =>
       report('pull', async (p) => {
-        const image = await pullImage(ref, open(), {
-          egress: { policy: EgressPolicy.ANY },
-          hostCredentials: 'any',
-          maxBytes: config.pullMaxBytes,
-          timeoutMs: config.pullTimeoutMs,
-          creds: opts.creds,
-          plainHttp: opts.plainHttp,
+        const { pullImage } = await import('../images/registry/client.js');
+        const image = await pullImage(ref, await open(), {
+          ...operatorPulls(config, { creds: opts.creds, plainHttp: opts.plainHttp }),
           onProgress: p.report,
         });
         p.done();
@@ -111,7 +111,7 @@ export function imagesCommand(config: LidConfig): Command {
     .option('--json', 'print a JSON array')
     .action((opts: { json?: boolean }) =>
       report('ls', async () => {
-        const list = listImages(open());
+        const list = (await catalog()).listImages(await open());
         if (opts.json) return void process.stdout.write(`${JSON.stringify(list)}\n`);
         const rows = list.map((i) => [
           i.name,
@@ -138,7 +138,7 @@ export function imagesCommand(config: LidConfig): Command {
     .argument('<name>')
     .action((name: string) =>
       report('inspect', async () => {
-        process.stdout.write(`${JSON.stringify(inspectImage(open(), name), null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify((await catalog()).inspectImage(await open(), name), null, 2)}\n`);
       }),
     );
 
@@ -146,7 +146,7 @@ export function imagesCommand(config: LidConfig): Command {
     .command('rm')
     .description('remove an image name (its data goes at the next gc)')
     .argument('<name>')
-    .action((name: string) => report('rm', () => removeImage(open(), name)));
+    .action((name: string) => report('rm', async () => (await catalog()).removeImage(await open(), name)));
 
   images
     .command('gc')
@@ -154,7 +154,8 @@ export function imagesCommand(config: LidConfig): Command {
     .option('--max-size <size>', 'keep the store under this size (e.g. 10g), never evicting images in use', asSize)
     .action((opts: { maxSize?: number }) =>
       report('gc', async () => {
-        const r = await collectGarbage(open(), { maxBytes: opts.maxSize });
+        const { collectGarbage } = await import('../images/gc.js');
+        const r = await collectGarbage(await open(), { maxBytes: opts.maxSize });
         process.stdout.write(
           `removed ${r.removedBlobs} blobs and ${r.removedLayers} layers, freed ${mib(r.freedBytes)}${r.evicted.length ? `; evicted ${r.evicted.join(', ')}` : ''}\n`,
         );

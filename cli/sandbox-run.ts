@@ -8,12 +8,9 @@ import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import { runResultView } from '../common/run-result-json.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
-import { buildImage } from '../images/build-image.js';
-import { listRecipes } from '../images/debian/recipe.js';
 import { jobDefaults } from '../images/image-defaults.js';
-import { parseReference } from '../images/reference.js';
-import { ImageStore } from '../images/store.js';
-import { SandboxRuntime } from '../runtime/index.js';
+import { operatorPulls } from '../images/pull-policy.js';
+import type { SandboxRuntime } from '../runtime/index.js';
 import { terminalProgress } from './progress.js';
 import { addJobOptions, type JobFlags, limitsFrom, parseEnv, readFiles } from './run-flags.js';
 
@@ -23,6 +20,7 @@ export const EXIT_LID_FAILED = 125;
 interface RunFlags extends JobFlags {
   rootfs?: string;
   image?: string;
+  plainHttp?: boolean;
   json?: boolean;
 }
 
@@ -63,33 +61,36 @@ const NOTES: Partial<Record<RunResult['status'], (r: RunResult) => string>> = {
 };
 
 /**
- * Resolves --image: the store's layers become the root, and the image's config the defaults for the command,
- * environment, working directory and user. An image that is missing but has a recipe is built on first use.
+ * Resolves --image the way a worker resolves a job's image (images/acquire.ts), with the operator's own pull rights,
+ * as `lid images pull` has them: the store's layers become the root, and the image's config the defaults for the
+ * command, environment, working directory and user. A missing image is built from its recipe or pulled first.
  */
 async function withImage(
   config: LidConfig,
   spec: RunSpecInput,
-  image: string,
+  flags: RunFlags & { image: string },
 ): Promise<{ spec: RunSpecInput; release: () => void }> {
-  const store = ImageStore.open(config.dataDir);
+  // Loaded here rather than at the top: `lid --help` builds this command too (main.ts says why).
+  const [{ ImageAcquirer }, { ImageStore }] = await Promise.all([
+    import('../images/acquire.js'),
+    import('../images/store.js'),
+  ]);
   const progress = terminalProgress();
+  const images = new ImageAcquirer(ImageStore.open(config.dataDir), {
+    pulls: operatorPulls(config, { plainHttp: flags.plainHttp }),
+    onProgress: progress.report,
+    onFetch: (name, how) =>
+      process.stderr.write(
+        how === 'build'
+          ? `lid: building image ${name} from its recipe (first use)\n`
+          : `lid: pulling image ${name} (first use)\n`,
+      ),
+  });
   try {
-    let lease;
-    try {
-      lease = await store.acquire(image, progress.report);
-    } catch (e) {
-      const ref = parseReference(image);
-      const recipe =
-        !ref.registry && ref.tag === 'latest' && listRecipes().includes(ref.repository) ? ref.repository : null;
-      if (!isLidError(e) || e.code !== 'not_found' || !recipe) throw e;
-      process.stderr.write(`lid: building image ${recipe} from its recipe (first use)\n`);
-      await buildImage(store, recipe, progress.report);
-      lease = await store.acquire(image, progress.report);
-    }
-    const { image: resolved, release } = lease;
-    const d = jobDefaults(resolved.config, { argv: spec.argv, env: spec.env, cwd: spec.cwd });
+    const { image, release } = await images.acquire(flags.image);
+    const d = jobDefaults(image.config, { argv: spec.argv, env: spec.env, cwd: spec.cwd });
     return {
-      spec: { ...spec, rootfs: resolved.layerDirs, argv: d.argv, env: d.env, cwd: d.cwd, user: d.user },
+      spec: { ...spec, rootfs: image.layerDirs, argv: d.argv, env: d.env, cwd: d.cwd, user: d.user },
       release,
     };
   } finally {
@@ -106,7 +107,8 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
   process.once('SIGTERM', onSignal);
   try {
     let spec = buildSpec(flags, argv, config);
-    if (flags.image) ({ spec, release } = await withImage(config, spec, flags.image));
+    if (flags.image) ({ spec, release } = await withImage(config, spec, { ...flags, image: flags.image }));
+    const { SandboxRuntime } = await import('../runtime/index.js'); // loaded when a sandbox runs, not for --help
     runtime = await SandboxRuntime.start({
       cgroupParent: config.cgroupParent,
       mountDir: config.mountDir,
@@ -152,7 +154,8 @@ export function sandboxCommand(config: LidConfig): Command {
     .description('run one command in a fresh sandbox and pass its output through')
     .usage('(--rootfs DIR | --image NAME) [options] -- CMD [ARG...]')
     .option('--rootfs <dir>', 'root filesystem directory (used read-only; writes go to a private layer)')
-    .option('--image <name>', 'image from the store (see lid images); a recipe image is built on first use');
+    .option('--image <name>', 'image from the store (see lid images); a recipe image is built on first use')
+    .option('--plain-http', "talk plain HTTP to the image's registry, if it is pulled (for a registry on loopback)");
   // A flag commander refuses means the sandbox could not run: 125, like any other failure of lid itself.
   run.exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : EXIT_LID_FAILED);

@@ -10,11 +10,10 @@ import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import { CAP_VARIABLES, type LimitField, type LimitValues, serverCaps } from '../common/limits.js';
-import { connectRedis } from '../common/redis.js';
+import type { connectRedis } from '../common/redis.js';
 import { TENANT_DEFAULTS, type TenantSettings } from '../common/tenant-record.js';
 import { formatSize, parseDuration, parseSize } from '../common/units.js';
 import { TenantStore } from '../gateway/tenants.js';
-import { redisUrl } from './local/redis-url.js';
 
 /** Wraps a parser so that its RangeError becomes commander's "option '--x <v>' argument 'y' is invalid. ..." */
 const asOption =
@@ -130,6 +129,9 @@ export function tenantsCommand(config: LidConfig): Command {
     try {
       // The server key first: a missing or unsafe key file is reported before anything changes in Redis.
       const signingKey = opts.signing ? loadSigningKey(config) : undefined;
+      // ioredis and the embedded Redis: loaded only when a subcommand runs, not for --help (main.ts)
+      const { connectRedis } = await import('../common/redis.js');
+      const { redisUrl } = await import('./local/redis-url.js');
       redis = connectRedis(await redisUrl(config), 'cli');
       await body(new TenantStore(redis, { signingKey }));
     } catch (e) {

@@ -1,8 +1,8 @@
 // `lid up` (what `npm start` runs): the whole service on one machine. It starts Redis (REDIS_URL, or the embedded
 // server under LID_DATA_DIR, installed with apt when missing), builds the default images that are missing, creates
 // a development tenant when there is none (its key kept under LID_DATA_DIR for `lid run`), then runs a worker and
-// the gateway in this process and prints the API key and a curl example. Ctrl-C stops it all gracefully.
-import { Command } from 'commander';
+// the gateway in this process and prints the API key and a curl example. Ctrl-C stops it all gracefully. Also
+// `lid gateway`, the gateway alone. What the commands run, loaded when they run: service-commands.ts declares them.
 import type { LidConfig } from '../common/config.js';
 import { isLidError } from '../common/errors.js';
 import { serverCaps } from '../common/limits.js';
@@ -125,34 +125,28 @@ async function up(config: LidConfig): Promise<void> {
   if (startedRedis) await stopEmbeddedRedis(config.dataDir);
 }
 
-export function upCommand(config: LidConfig): Command {
-  return new Command('up')
-    .description('run the whole service on this machine: Redis, the gateway and a worker (what npm start runs)')
-    .action(async () => {
-      try {
-        await up(config);
-      } catch (e) {
-        if (!isLidError(e)) throw e;
-        say(e.message);
-        process.exitCode = 1;
-      }
-    });
+/** `lid up` (cli/service-commands.ts declares it): a LidError ends it with "lid up: message" and exit 1. */
+export async function runUp(config: LidConfig): Promise<void> {
+  try {
+    await up(config);
+  } catch (e) {
+    if (!isLidError(e)) throw e;
+    say(e.message);
+    process.exitCode = 1;
+  }
 }
 
-export function gatewayCommand(config: LidConfig): Command {
-  return new Command('gateway')
-    .description('run the HTTP gateway (REDIS_URL, or the embedded Redis)')
-    .action(async () => {
-      const logger = createLogger(config, 'gateway');
-      const url = await redisUrl(config, { onNotice: (m) => logger.info(m) });
-      const telemetry = startTelemetry(config, 'lid-gateway', url);
-      const gateway = await startGateway(config, { redisUrl: url, logger });
-      process.stderr.write(`lid gateway: listening on ${gateway.url}\n`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-      await gateway.close();
-      await telemetry.shutdown();
-    });
+/** `lid gateway` (cli/service-commands.ts declares it): the gateway alone, until SIGINT or SIGTERM. */
+export async function runGateway(config: LidConfig): Promise<void> {
+  const logger = createLogger(config, 'gateway');
+  const url = await redisUrl(config, { onNotice: (m) => logger.info(m) });
+  const telemetry = startTelemetry(config, 'lid-gateway', url);
+  const gateway = await startGateway(config, { redisUrl: url, logger });
+  process.stderr.write(`lid gateway: listening on ${gateway.url}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await gateway.close();
+  await telemetry.shutdown();
 }

@@ -4,14 +4,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildRecipeImage } from './debian/build.js';
 import { loadRecipe } from './debian/recipe.js';
-import { importImage } from './import.js';
+import { type ImportedImage, importImage } from './import.js';
 import type { ImageStore, Progress } from './store.js';
 
-export async function buildImage(
-  store: ImageStore,
-  recipeName: string,
-  onProgress?: Progress,
-): Promise<{ name: string; manifestDigest: string }> {
+export async function buildImage(store: ImageStore, recipeName: string, onProgress?: Progress): Promise<ImportedImage> {
   const recipe = loadRecipe(recipeName);
   const outDir = store.tempPath(`build-${recipe.name}`);
   try {

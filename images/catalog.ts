@@ -1,7 +1,5 @@
-// What the store holds, for people: list, inspect, remove, and the least-recently-used bookkeeping behind the
-// size cap. Last use is recorded at most once a minute per image, so the hot path of resolving an image stays a
-// memory lookup.
-import fs from 'node:fs';
+// What the store holds, for people: list, inspect and remove. It reads the store (one direction only: the store
+// never imports the catalog; last use is the store's own access-log.ts).
 import { LidError } from '../common/errors.js';
 import type { ImageConfig, Manifest } from './oci.js';
 import { normalizeName } from './reference.js';
@@ -16,36 +14,8 @@ export interface ImageSummary {
   lastUsed: string | null;
 }
 
-const ACCESS_GRANULARITY_MS = 60_000;
-
-function readAccess(store: ImageStore): Record<string, number> {
-  try {
-    return JSON.parse(fs.readFileSync(store.layout.accessFile, 'utf8')) as Record<string, number>;
-  } catch {
-    return {};
-  }
-}
-
-const lastWritten = new Map<string, number>();
-
-/** Records that an image was used now (cheaply: skipped when recorded within the last minute by this process). */
-export function touchImage(store: ImageStore, name: string): void {
-  const now = Date.now();
-  if (now - (lastWritten.get(name) ?? 0) < ACCESS_GRANULARITY_MS) return;
-  lastWritten.set(name, now);
-  const access = readAccess(store);
-  access[name] = now;
-  const tmp = store.tempPath('access');
-  fs.writeFileSync(tmp, JSON.stringify(access));
-  fs.renameSync(tmp, store.layout.accessFile);
-}
-
-export function lastUsed(store: ImageStore): Record<string, number> {
-  return readAccess(store);
-}
-
 export function listImages(store: ImageStore): ImageSummary[] {
-  const access = readAccess(store);
+  const access = store.access.read();
   return Object.entries(store.refs())
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, manifestDigest]) => {

@@ -1,22 +1,34 @@
 // Imports images the way people already have them: an OCI image layout directory or its tar (oci-archive), as
-// skopeo, umoci, buildah and podman write them, and a docker-archive (`docker save`), tar or directory. Every blob
-// is copied through the store's verifying putBlob; archives are first extracted to a private temporary directory
-// (with the same refusal of unsafe paths as layers), because their index may come after the blobs it names.
+// skopeo, umoci, buildah and podman write them, and a docker-archive (`docker save`), tar or directory; one image of
+// several is chosen with SOURCE:REF (import-source.ts). Every blob is copied through the store's verifying putBlob;
+// archives are first extracted to a private temporary directory (with the same refusal of unsafe paths as layers),
+// because their index may come after the blobs it names. Importing an image the store already has changes nothing
+// and says so.
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { LidError } from '../common/errors.js';
+import { chooseArchiveEntries, chooseLayoutEntries, parseImportSource, REF_NAME } from './import-source.js';
 import { type Descriptor, INDEX_TYPES, IndexSchema, MEDIA, parseJson, selectPlatform } from './oci.js';
-import { normalizeName } from './reference.js';
 import type { ImageStore, Progress } from './store.js';
-
-const REF_NAME = 'org.opencontainers.image.ref.name';
 
 export interface ImportedImage {
   name: string;
   manifestDigest: string;
+  /** The name already pointed at this image: nothing changed. */
+  unchanged: boolean;
+}
+
+/** What one import reads: the unpacked source, how the user spelled it (for messages), and the choices made. */
+interface ImportContext {
+  store: ImageStore;
+  dir: string;
+  label: string;
+  ref?: string;
+  name?: string;
+  onProgress?: Progress;
 }
 
 function isGzip(file: string): boolean {
@@ -56,32 +68,18 @@ async function extractArchive(file: string, dest: string): Promise<void> {
   await (isGzip(file) ? pipeline(input, createGunzip(), extract) : pipeline(input, extract));
 }
 
-function copyBlob(store: ImageStore, dir: string, d: Descriptor): Promise<unknown> {
+/** Copies a blob the store lacks; one it has is left alone, its file not even opened. */
+async function copyBlob(store: ImageStore, dir: string, d: Descriptor): Promise<void> {
+  if (store.hasBlob(d.digest)) return;
   const file = path.join(dir, 'blobs', 'sha256', d.digest.slice(7));
   if (!fs.existsSync(file)) throw new LidError('invalid_image', `the layout lacks blob ${d.digest}`);
-  return store.putBlob(fs.createReadStream(file), { digest: d.digest, size: d.size });
+  await store.putBlob(fs.createReadStream(file), { digest: d.digest, size: d.size });
 }
 
-async function importOciLayout(
-  store: ImageStore,
-  dir: string,
-  name?: string,
-  onProgress?: Progress,
-): Promise<ImportedImage[]> {
+async function importOciLayout(ctx: ImportContext): Promise<ImportedImage[]> {
+  const { store, dir, name, onProgress } = ctx;
   const index = parseJson(IndexSchema, fs.readFileSync(path.join(dir, 'index.json')), 'index.json');
-  let entries = index.manifests;
-  if (name && entries.length > 1) {
-    const wanted = entries.filter(
-      (e) => e.annotations?.[REF_NAME] && normalizeName(e.annotations[REF_NAME]) === normalizeName(name),
-    );
-    if (wanted.length === 1) entries = wanted;
-    else if (!entries.every((e) => INDEX_TYPES.includes(e.mediaType))) {
-      throw new LidError(
-        'invalid_spec',
-        `the layout holds ${entries.length} images; --name must match one of their ${REF_NAME} annotations`,
-      );
-    }
-  }
+  const entries = chooseLayoutEntries(index.manifests, ctx.label, ctx.ref, name);
   const imported: ImportedImage[] = [];
   for (const entry of entries) {
     let manifestDesc = entry;
@@ -101,7 +99,7 @@ async function importOciLayout(
     if (!ref) {
       throw new LidError(
         'invalid_spec',
-        `the image in ${dir} has no name${annotated ? ` (only the tag "${annotated}")` : ''}: give one with --name NAME:TAG`,
+        `the image in ${ctx.label} has no name${annotated ? ` (only the tag "${annotated}")` : ''}: give one with --name NAME:TAG`,
       );
     }
     await copyBlob(store, dir, manifestDesc);
@@ -111,9 +109,9 @@ async function importOciLayout(
       onProgress?.('copying blobs', i, blobs.length);
       await copyBlob(store, dir, d);
     }
-    imported.push({ name: await store.tag(ref, manifestDesc.digest), manifestDigest: manifestDesc.digest });
+    imported.push({ ...(await store.tag(ref, manifestDesc.digest)), manifestDigest: manifestDesc.digest });
   }
-  if (imported.length === 0) throw new LidError('invalid_image', `${dir}: index.json lists no image`);
+  if (imported.length === 0) throw new LidError('invalid_image', `${ctx.label}: index.json lists no image`);
   return imported;
 }
 
@@ -123,17 +121,17 @@ interface DockerArchiveEntry {
   Layers: string[];
 }
 
-async function importDockerArchive(
-  store: ImageStore,
-  dir: string,
-  name?: string,
-  onProgress?: Progress,
-): Promise<ImportedImage[]> {
-  const entries = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as DockerArchiveEntry[];
-  if (!Array.isArray(entries) || entries.length === 0)
-    throw new LidError('invalid_image', 'manifest.json lists no image');
-  if (name && entries.length > 1)
-    throw new LidError('invalid_spec', `the archive holds ${entries.length} images: import it without --name`);
+async function importDockerArchive(ctx: ImportContext): Promise<ImportedImage[]> {
+  const { store, dir, name, onProgress } = ctx;
+  const all = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as DockerArchiveEntry[];
+  if (!Array.isArray(all) || all.length === 0) throw new LidError('invalid_image', 'manifest.json lists no image');
+  const entries = chooseArchiveEntries(all, ctx.label, ctx.ref);
+  if (name && entries.length > 1) {
+    throw new LidError(
+      'invalid_spec',
+      `the archive holds ${entries.length} images: import it without --name, or choose one with ${ctx.label}:REF`,
+    );
+  }
   const inside = (rel: string) => {
     const p = path.resolve(dir, rel);
     if (!p.startsWith(`${dir}/`))
@@ -157,39 +155,42 @@ async function importDockerArchive(
       layers,
     };
     const { digest } = await store.putBlob(Buffer.from(JSON.stringify(manifest)));
-    const names = name ? [name] : (entry.RepoTags ?? []);
+    const names = name ? [name] : ctx.ref ? [ctx.ref] : (entry.RepoTags ?? []);
     if (names.length === 0)
       throw new LidError('invalid_spec', 'the archive does not name its image: give one with --name NAME:TAG');
-    for (const n of names) imported.push({ name: await store.tag(n, digest), manifestDigest: digest });
+    for (const n of names) imported.push({ ...(await store.tag(n, digest)), manifestDigest: digest });
   }
   return imported;
 }
 
-/** Imports every image in an OCI layout (directory or tar) or a docker-archive (tar or directory). */
+/**
+ * Imports the image `source` names (SOURCE:REF), or every image of an OCI layout holding one or of a docker-archive,
+ * from a directory or a tar. `name` names the image in the store.
+ */
 export async function importImage(
   store: ImageStore,
   source: string,
   opts: { name?: string; onProgress?: Progress } = {},
 ): Promise<ImportedImage[]> {
-  const st = fs.statSync(source, { throwIfNoEntry: false });
-  if (!st) throw new LidError('not_found', `${source} does not exist`);
-  let dir = path.resolve(source);
+  const { path: file, ref } = parseImportSource(source);
+  const st = fs.statSync(file, { throwIfNoEntry: false });
+  if (!st) throw new LidError('not_found', `${file} does not exist`);
+  const ctx: ImportContext = { store, dir: path.resolve(file), label: file, ref, ...opts };
   let extracted: string | null = null;
   try {
     if (st.isFile()) {
       extracted = store.tempPath('import');
       opts.onProgress?.('extracting archive', 0, 1);
-      await extractArchive(source, extracted);
-      dir = extracted;
+      await extractArchive(file, extracted);
+      ctx.dir = extracted;
     }
-    if (fs.existsSync(path.join(dir, 'oci-layout')) && fs.existsSync(path.join(dir, 'index.json'))) {
-      return await importOciLayout(store, dir, opts.name, opts.onProgress);
+    if (fs.existsSync(path.join(ctx.dir, 'oci-layout')) && fs.existsSync(path.join(ctx.dir, 'index.json'))) {
+      return await importOciLayout(ctx);
     }
-    if (fs.existsSync(path.join(dir, 'manifest.json')))
-      return await importDockerArchive(store, dir, opts.name, opts.onProgress);
+    if (fs.existsSync(path.join(ctx.dir, 'manifest.json'))) return await importDockerArchive(ctx);
     throw new LidError(
       'invalid_image',
-      `${source} is neither an OCI image layout (oci-layout + index.json) nor a docker-archive (manifest.json)`,
+      `${file} is neither an OCI image layout (oci-layout + index.json) nor a docker-archive (manifest.json)`,
     );
   } finally {
     if (extracted) fs.rmSync(extracted, { recursive: true, force: true });

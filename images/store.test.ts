@@ -45,7 +45,9 @@ describePrivileged('image store', () => {
     });
     const data = fresh();
     const store = ImageStore.open(data);
-    expect(await importImage(store, layoutDir)).toEqual([{ name: 'demo:1', manifestDigest: img.manifestDigest }]);
+    expect(await importImage(store, layoutDir)).toEqual([
+      { name: 'demo:1', manifestDigest: img.manifestDigest, unchanged: false },
+    ]);
     const first = await store.resolve('demo:1');
     expect(first.layerDirs).toEqual([store.layout.layer(img.layerDigests[0]!)]);
     expect(await runIn(store, 'demo:1', 'echo hi; id -u')).toBe('hi\n65534\n');
@@ -90,7 +92,7 @@ describePrivileged('image store', () => {
     const store = ImageStore.open(fresh());
     await expect(importImage(store, ociArchive)).rejects.toThrow(/only the tag "latest"\): give one with --name/);
     expect(await importImage(store, ociArchive, { name: 'from-oci-archive' })).toEqual([
-      { name: 'from-oci-archive:latest', manifestDigest: img.manifestDigest },
+      { name: 'from-oci-archive:latest', manifestDigest: img.manifestDigest, unchanged: false },
     ]);
     const [docker] = await importImage(store, dockerArchive);
     expect(docker!.name).toBe('saved/app:2');

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { withDirLock as withLock } from '../common/dir-lock.js';
 import { LidError } from '../common/errors.js';
 import { currentInstanceName, isInstanceDead } from '../common/process-instance.js';
-import { touchImage } from './catalog.js';
+import { AccessLog } from './access-log.js';
 import { DigestingStream } from './digest.js';
 import { Leases } from './leases.js';
 import { type ImageConfig, ImageConfigSchema, type Manifest, ManifestSchema, parseJson } from './oci.js';
@@ -34,6 +34,20 @@ export type Progress = (what: string, done: number, total: number, unit?: 'bytes
 
 type BlobSource = Readable | AsyncIterable<Uint8Array> | Uint8Array;
 
+/**
+ * Lets go of a source whose bytes are not needed. A file stream may not be open yet: left alone, it would open
+ * later, and once its file is gone (an extracted archive, a built layout, both removed right after) its error
+ * would be unhandled and end the process.
+ */
+function discard(source: BlobSource): void {
+  if (source instanceof Readable) {
+    source.on('error', () => {});
+    source.destroy();
+  } else if (!(source instanceof Uint8Array)) {
+    Promise.resolve(source[Symbol.asyncIterator]().return?.()).catch(() => {});
+  }
+}
+
 export class ImageStore {
   readonly layout: StoreLayout;
   private readonly instance = currentInstanceName();
@@ -42,12 +56,15 @@ export class ImageStore {
   private readonly resolved = new Map<string, ResolvedImage>(); // by manifest digest
   private readonly unpacked = new Set<string>(); // layer digests known to be in place
   private readonly leases: Leases;
+  /** When each image was last used (for gc --max-size and lid images ls). */
+  readonly access: AccessLog;
   /** Layers this process unpacked itself (the rest it found done, or waited for another process to do). */
   layersUnpackedHere = 0;
 
   private constructor(dataDir: string) {
     this.layout = new StoreLayout(dataDir);
     this.leases = new Leases(this.layout);
+    this.access = new AccessLog(this.layout, (label) => this.tempPath(label));
     makeStorePrivate(dataDir, this.layout); // makes the directories, 0700, and fixes an older store's modes
     this.sweepTemporaries();
   }
@@ -89,13 +106,15 @@ export class ImageStore {
 
   /**
    * Stores a blob, verifying it against the expected digest and size when given. The blob appears under its
-   * digest only once every byte has been checked; on a mismatch nothing is kept.
+   * digest only once every byte has been checked; on a mismatch nothing is kept. The source is the store's once
+   * handed over: read to its end, or closed unread when the blob is already here.
    */
   async putBlob(
     source: BlobSource,
     expected: { digest?: string; size?: number } = {},
   ): Promise<{ digest: string; size: number }> {
     if (expected.digest && this.hasBlob(expected.digest)) {
+      discard(source);
       return { digest: expected.digest, size: fs.statSync(this.layout.blob(expected.digest)).size };
     }
     const tmp = this.tempPath('blob');
@@ -163,8 +182,11 @@ export class ImageStore {
     });
   }
 
-  /** Names an image whose manifest, config and layer blobs are all in the store. */
-  async tag(name: string, manifestDigest: string): Promise<string> {
+  /**
+   * Names an image whose manifest, config and layer blobs are all in the store. `unchanged` says the name already
+   * pointed at this very manifest (an image imported, built or pulled again).
+   */
+  async tag(name: string, manifestDigest: string): Promise<{ name: string; unchanged: boolean }> {
     const key = normalizeName(name);
     const manifest = this.manifest(manifestDigest);
     for (const d of [manifest.config, ...manifest.layers]) {
@@ -178,10 +200,12 @@ export class ImageStore {
         `image ${key}: the config lists ${config.rootfs.diff_ids.length} layers, the manifest ${manifest.layers.length}`,
       );
     }
+    let unchanged = false;
     await this.updateRefs((refs) => {
+      unchanged = refs[key] === manifestDigest;
       refs[key] = manifestDigest;
     });
-    return key;
+    return { name: key, unchanged };
   }
 
   lookup(name: string): string {
@@ -228,7 +252,7 @@ export class ImageStore {
     const release = this.leases.acquire([manifest.config.digest, ...manifest.layers.map((l) => l.digest)]);
     try {
       const image = await this.resolve(name, onProgress);
-      touchImage(this, image.name);
+      this.access.touch(image.name);
       return { image, release };
     } catch (e) {
       release();

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { layerTar } from './oci-fixtures.js';
+import { type LayerEntry, layerTar } from './oci-fixtures.js';
 
 export const MARKER = 'LID-HOSTILE-BODY-7f3a9c';
 
@@ -42,9 +42,11 @@ export interface TestServer {
 const sha = (b: Buffer) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 const blob = (bytes: Buffer): Blob => ({ digest: sha(bytes), size: bytes.length, bytes });
 
-/** A one-layer image: a file in a gzipped tar, its config and an OCI manifest. */
-export async function testImage(): Promise<TestImage> {
-  const tar = await layerTar([{ type: 'file', name: 'hello.txt', content: 'hello from a hostile registry\n' }]);
+/** A one-layer image: a file (or the entries given) in a gzipped tar, its config and an OCI manifest. */
+export async function testImage(
+  entries: LayerEntry[] = [{ type: 'file', name: 'hello.txt', content: 'hello from a hostile registry\n' }],
+): Promise<TestImage> {
+  const tar = await layerTar(entries);
   const layer = blob(gzipSync(tar));
   const config = blob(
     Buffer.from(

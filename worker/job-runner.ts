@@ -10,9 +10,9 @@ import { retryWhileRedisFull } from '../common/redis.js';
 import { encodeRunResult } from '../common/run-result-json.js';
 import type { RunSpecInput } from '../common/run-spec.js';
 import { ATTR, inSpan, nowMs } from '../common/telemetry.js';
+import type { HeldImage, ImageAcquirer } from '../images/acquire.js';
 import { jobDefaults } from '../images/image-defaults.js';
 import type { SandboxRuntime } from '../runtime/index.js';
-import type { ImageProvider } from './image-provider.js';
 import { traceQueueWait, traceSandboxPhases } from './job-trace.js';
 
 export type Outcome = 'done' | 'skipped' | 'cancelled';
@@ -49,7 +49,7 @@ function boundedOutput(limit: number): (stream: 'stdout' | 'stderr', chunk: Uint
 export class JobRunner {
   constructor(
     private readonly jobs: JobStore,
-    private readonly images: ImageProvider,
+    private readonly images: ImageAcquirer,
     private readonly runtime: SandboxRuntime,
     /** This worker's caps (LID_CAP_*): a queued job above them is refused here, whoever queued it. */
     private readonly caps: LimitValues,
@@ -95,7 +95,7 @@ export class JobRunner {
     await this.jobs.emit(job.id, { type: 'state', state: 'running', at: startedAt });
     traceQueueWait(job, startedAt, running?.attempts);
 
-    let lease: Awaited<ReturnType<ImageProvider['acquire']>> | null = null;
+    let lease: HeldImage | null = null;
     // Output events are appended in order: each waits for the one before it.
     let emitted: Promise<void> = Promise.resolve();
     const emit = (event: JobEvent) => {

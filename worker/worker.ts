@@ -16,11 +16,12 @@ import { serverCaps } from '../common/limits.js';
 import { createMetrics, type LidMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
 import { ATTR, inSpan, traceIdOf } from '../common/telemetry.js';
+import { ImageAcquirer } from '../images/acquire.js';
+import { tenantPulls } from '../images/pull-policy.js';
 import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
 import { countBatchJobEnded } from './batch-end.js';
 import { Callbacks } from './callbacks.js';
-import { ImageProvider, tenantPullOptions } from './image-provider.js';
 import { JobRunner, WorkerStopping } from './job-runner.js';
 import { serveMetrics } from './metrics-server.js';
 import { traceJobs } from './job-trace.js';
@@ -63,7 +64,11 @@ export async function startWorker(config: LidConfig, opts: WorkerOptions): Promi
   const jobs = new JobStore(redis, config.resultTtlSeconds);
   const store = ImageStore.open(config.dataDir);
   const metrics = opts.metrics ?? createMetrics();
-  const images = new ImageProvider(store, { pulls: tenantPullOptions(config), metrics });
+  const images = new ImageAcquirer(store, {
+    pulls: tenantPulls(config),
+    onCacheHit: () => metrics.imageCacheHits.inc(),
+    onCacheMiss: () => metrics.imageCacheMisses.inc(),
+  });
   metrics.onImageBytes(() => images.storedBytes());
   const runtime = await SandboxRuntime.start({
     sandboxUids: config.sandboxUids,

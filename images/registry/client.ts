@@ -148,7 +148,7 @@ async function pullWith(
   if (index) await store.putBlob(index.bytes, { digest: index.digest, size: index.bytes.length });
   await store.putBlob(manifest.bytes, { digest: manifest.digest, size: manifest.bytes.length });
   const tagged = await store.tag(name, manifest.digest);
-  return { name: tagged, manifestDigest: manifest.digest };
+  return { name: tagged.name, manifestDigest: manifest.digest };
 }
 
 interface Repo {
