@@ -57,6 +57,9 @@ describe('bad input is a 4xx envelope that says what to fix, never a 500', () =>
     ['a priority of 11', { body: { ...job, priority: 11 } }, 400, 'invalid_spec', 'priority'],
     ['a ftp callback', { body: { ...job, callbackUrl: 'ftp://x/y' } }, 400, 'invalid_spec', 'callbackUrl'],
     ['an image name with spaces', { body: { ...job, image: 'rm -rf /' } }, 400, 'invalid_spec', 'image'],
+    // The stores' own parser decides (common/image-reference.ts): repository names are lowercase.
+    ['an image name in capitals', { body: { ...job, image: 'Python' } }, 400, 'invalid_spec', 'image'],
+    ['a bad digest', { body: { ...job, image: 'busybox@sha256:123' } }, 400, 'invalid_spec', 'image'],
     ['wait that is not a number', { body: job, query: '?wait=soon' }, 400, 'invalid_spec', 'wait'],
     ['wait above 60 s', { body: job, query: '?wait=61' }, 400, 'invalid_spec', 'wait'],
   ];
@@ -88,6 +91,7 @@ describe('bad input is a 4xx envelope that says what to fix, never a 500', () =>
         /unknown image "ruby:latest"; known images: busybox:latest, python:latest/,
       );
       expect((await submit({ ...job, image: 'python' })).status).toBe(202);
+      expect((await submit({ ...job, image: 'python:latest' })).status).toBe(202);
       expect((await submit({ ...job, image: 'registry.example:5000/team/app:1' })).status).toBe(202);
       expect((await call(app, 'GET', '/v1/images', { tenant: acme })).body).toEqual({
         images: ['busybox:latest', 'python:latest'],

@@ -1,25 +1,21 @@
 // Which images a job may name. The gateway cannot look into the image stores (they live on the worker nodes), so
-// it checks what it can: that the name is a sane image reference, and, when workers have published what they offer
-// in the Redis SET keys.images ("python:latest", ...), that a local name is one of them. A name with a registry host
-// ("127.0.0.1:5000/team/app:1") is let through: workers pull such images on first use, so no list can hold them all.
+// it checks what it can: that the name is an image reference (common/image-reference.ts, the parser the stores use),
+// and, when workers have published what they offer in the Redis SET keys.images ("python:latest", ...), that a
+// local name is one of them. A name with a registry host ("127.0.0.1:5000/team/app:1") is let through: workers pull
+// such images on first use, so no list can hold them all.
 import type { Redis } from 'ioredis';
+import { isLidError } from '../common/errors.js';
+import { formatReference, type ImageReference, parseReference } from '../common/image-reference.js';
 import { keys } from '../common/keys.js';
 import type { Problem } from '../common/validation.js';
 
-// [registry[:port]/]path[:tag][@sha256:digest], loosely: the worker's parser has the last word.
-const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._\-/:]*(@sha256:[a-f0-9]{64})?$/;
-
-/** "python" and "python:latest" are the same image, as in the store. */
-export function normaliseImage(name: string): string {
-  if (name.includes('@')) return name;
-  const lastSlash = name.lastIndexOf('/');
-  return name.lastIndexOf(':') > lastSlash ? name : `${name}:latest`;
-}
-
-/** True when the first path component is a registry host (has a dot or a port, or is localhost), as Docker reads it. */
-function hasRegistryHost(name: string): boolean {
-  const slash = name.indexOf('/');
-  return slash > 0 && /[.:]|^localhost$/.test(name.slice(0, slash));
+function parsed(image: string): ImageReference | string {
+  try {
+    return parseReference(image);
+  } catch (e) {
+    if (isLidError(e)) return e.message;
+    throw e;
+  }
 }
 
 export class ImageCatalog {
@@ -36,17 +32,16 @@ export class ImageCatalog {
    */
   async checker(): Promise<(image: string, path: string) => Problem | null> {
     const known = await this.list();
-    const knownSet = new Set(known.map(normaliseImage));
+    const knownSet = new Set(known);
     return (image, path) => {
-      if (!IMAGE_NAME.test(image) || image.includes('//')) {
-        return {
-          path,
-          message: `"${image}" is not an image name: use e.g. python, python:3.11 or host:5000/team/app:1`,
-        };
-      }
-      if (knownSet.size === 0 || hasRegistryHost(image) || knownSet.has(normaliseImage(image))) return null;
+      const ref = parsed(image);
+      if (typeof ref === 'string')
+        return { path, message: `${ref} (e.g. python, python:3.11 or host:5000/team/app:1)` };
+      // The name as the stores key it ("python" is "python:latest", "docker.io/library/python:3" is "python:3").
+      const name = formatReference(ref);
+      if (knownSet.size === 0 || ref.registry !== undefined || knownSet.has(name)) return null;
       const shown = known.length > 20 ? `${known.slice(0, 20).join(', ')}, ...` : known.join(', ');
-      return { path, message: `unknown image "${normaliseImage(image)}"; known images: ${shown}`, known };
+      return { path, message: `unknown image "${name}"; known images: ${shown}`, known };
     };
   }
 }

@@ -10,7 +10,7 @@ import { buildImage } from './build-image.js';
 import { listImages } from './catalog.js';
 import { listRecipes } from './debian/recipe.js';
 import type { PullPolicy } from './pull-policy.js';
-import { formatReference, normalizeName, parseReference } from './reference.js';
+import { formatReference, normalizeName, parseReference } from '../common/image-reference.js';
 import { pullImage } from './registry/client.js';
 import type { ImageStore, Progress, ResolvedImage } from './store.js';
 

@@ -2,7 +2,7 @@
 // never imports the catalog; last use is the store's own access-log.ts).
 import { LidError } from '../common/errors.js';
 import type { ImageConfig, Manifest } from './oci.js';
-import { normalizeName } from './reference.js';
+import { normalizeName } from '../common/image-reference.js';
 import type { ImageStore } from './store.js';
 
 export interface ImageSummary {

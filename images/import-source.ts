@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { LidError } from '../common/errors.js';
 import type { Descriptor } from './oci.js';
-import { normalizeName } from './reference.js';
+import { normalizeName } from '../common/image-reference.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 

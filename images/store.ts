@@ -15,7 +15,7 @@ import { AccessLog } from './access-log.js';
 import { DigestingStream } from './digest.js';
 import { Leases } from './leases.js';
 import { type ImageConfig, ImageConfigSchema, type Manifest, ManifestSchema, parseJson } from './oci.js';
-import { normalizeName } from './reference.js';
+import { normalizeName } from '../common/image-reference.js';
 import { StoreLayout } from './store-layout.js';
 import { makeStorePrivate } from './store-privacy.js';
 import { unpackLayer } from './unpack.js';

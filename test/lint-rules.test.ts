@@ -40,8 +40,8 @@ describe('import rules (eslint.config.js)', () => {
     // gateway/ never imports worker/, runtime/ or images/
     ['gateway/x.ts', '../runtime/index.js'],
     ['gateway/x.ts', '../worker/worker.js'],
-    ['gateway/x.ts', '../images/reference.js'],
-    ['gateway/compat/x.ts', '../../images/reference.js'],
+    ['gateway/x.ts', '../images/store.js'],
+    ['gateway/compat/x.ts', '../../images/store.js'],
     // worker/ never imports gateway/ or cli/
     ['worker/x.ts', '../gateway/submission.js'],
     ['worker/x.ts', '../cli/progress.js'],

@@ -30,7 +30,7 @@ import {
   parseJson,
   selectPlatform,
 } from '../oci.js';
-import { formatReference, parseReference } from '../reference.js';
+import { formatReference, parseReference } from '../../common/image-reference.js';
 import type { ImageStore, Progress } from '../store.js';
 import { RegistrySession, statusLine } from './auth.js';
 import { type AuthFileOptions, type Credentials, findCredentials, isDockerHub } from './credentials.js';

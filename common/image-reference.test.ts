@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeName, parseReference } from './reference.js';
+import { normalizeName, parseReference } from '../common/image-reference.js';
 
 describe('image references', () => {
   it('normalises names so that python and python:latest are one image', () => {

@@ -1,6 +1,6 @@
 // Image names as people type them: "python", "python:3.11", "localhost:5000/team/app@sha256:...". Normalised so
 // that "python" and "python:latest" are the same image in the store. Pure.
-import { LidError } from '../common/errors.js';
+import { LidError } from './errors.js';
 
 export interface ImageReference {
   /** Registry host (with port), or undefined for a local name */
