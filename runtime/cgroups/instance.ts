@@ -11,6 +11,38 @@ export function writeFile(file: string, value: string): void {
   fs.writeFileSync(file, value);
 }
 
+/**
+ * The part of a job cgroup both drivers share: its directories made and its limits written (or everything undone on
+ * a failure), attach by writing cgroup.procs in each, destroy by killing and removing each, at most once. The
+ * drivers add how usage is read, which is where v1 and v2 really differ.
+ */
+export function makeJobDirs(
+  dirs: string[],
+  writes: CgroupWrite[],
+  dirOf: (controller: CgroupWrite['controller']) => string,
+  killFile?: string,
+): { attach(pid: number): void; destroy(): void } {
+  let destroyed = false;
+  const destroy = () => {
+    if (destroyed) return;
+    destroyed = true;
+    for (const dir of dirs) killAndRemove(dir, killFile);
+  };
+  try {
+    for (const dir of dirs) fs.mkdirSync(dir);
+    writeLimits(writes, dirOf);
+  } catch (e) {
+    destroy();
+    throw e;
+  }
+  return {
+    attach(pid) {
+      for (const dir of dirs) writeFile(`${dir}/cgroup.procs`, String(pid));
+    },
+    destroy,
+  };
+}
+
 /** Writes limit files in order (limits.ts), skipping optional files this kernel lacks; `dirOf` maps a controller. */
 export function writeLimits(writes: CgroupWrite[], dirOf: (controller: CgroupWrite['controller']) => string): void {
   for (const w of writes) {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
 import type { CgroupDriver, CgroupLayout, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
-import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile, writeLimits } from './instance.js';
+import { killAndRemove, makeJobDirs, readText, removeIfEmpty, sweepDeadInstances } from './instance.js';
 import { parseKeyValues, v1LimitWrites } from './limits.js';
 
 const NEEDED = ['memory', 'pids', 'cpu', 'cpuacct'] as const;
@@ -55,24 +55,11 @@ export function v1Driver(layout: Extract<CgroupLayout, { version: 1 }>, close: (
 
   function create(name: string, limits: CgroupLimits): JobCgroup {
     const dirs = [...new Set(NEEDED.map((c) => dirOf(c, name)))];
-    let destroyed = false;
-    const destroy = () => {
-      if (destroyed) return;
-      destroyed = true;
-      for (const dir of dirs) killAndRemove(dir);
-    };
-    try {
-      for (const dir of dirs) fs.mkdirSync(dir);
-      writeLimits(v1LimitWrites(limits), (controller) => dirOf(controller, name));
-    } catch (e) {
-      destroy();
-      throw e;
-    }
+    const job = makeJobDirs(dirs, v1LimitWrites(limits), (controller) => dirOf(controller, name));
     return {
       name,
-      attach(pid) {
-        for (const dir of dirs) writeFile(`${dir}/cgroup.procs`, String(pid));
-      },
+      attach: job.attach,
+      destroy: job.destroy,
       usage(): CgroupUsage {
         const num = (c: Controller, file: string) => Number((readText(`${dirOf(c, name)}/${file}`) ?? '0').trim()) || 0;
         const pidsPeak = readText(`${dirOf('pids', name)}/pids.peak`);
@@ -84,7 +71,6 @@ export function v1Driver(layout: Extract<CgroupLayout, { version: 1 }>, close: (
           oomKills: parseKeyValues(readText(`${dirOf('memory', name)}/memory.oom_control`) ?? '').get('oom_kill') ?? 0,
         };
       },
-      destroy,
     };
   }
 

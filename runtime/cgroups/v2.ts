@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
 import type { CgroupDriver, CgroupLayout, CgroupLimits, CgroupUsage, JobCgroup } from './driver.js';
 import type { CgroupMount } from './hierarchy.js';
-import { killAndRemove, readText, removeIfEmpty, sweepDeadInstances, writeFile, writeLimits } from './instance.js';
+import { killAndRemove, makeJobDirs, readText, removeIfEmpty, sweepDeadInstances, writeFile } from './instance.js';
 import { parseKeyValues, v2LimitWrites } from './limits.js';
 
 const NEEDED = ['memory', 'pids', 'cpu'];
@@ -77,24 +77,11 @@ export function v2Driver(layout: Extract<CgroupLayout, { version: 2 }>, close: (
 
   function create(name: string, limits: CgroupLimits): JobCgroup {
     const dir = `${instanceDir}/${name}`;
-    let destroyed = false;
-    const destroy = () => {
-      if (destroyed) return;
-      destroyed = true;
-      killAndRemove(dir, 'cgroup.kill');
-    };
-    try {
-      fs.mkdirSync(dir);
-      writeLimits(v2LimitWrites(limits), () => dir);
-    } catch (e) {
-      destroy();
-      throw e;
-    }
+    const job = makeJobDirs([dir], v2LimitWrites(limits), () => dir, 'cgroup.kill');
     return {
       name,
-      attach(pid) {
-        writeFile(`${dir}/cgroup.procs`, String(pid));
-      },
+      attach: job.attach,
+      destroy: job.destroy,
       usage(): CgroupUsage {
         const cpu = parseKeyValues(readText(`${dir}/cpu.stat`) ?? '');
         const pidsPeak = readText(`${dir}/pids.peak`);
@@ -106,7 +93,6 @@ export function v2Driver(layout: Extract<CgroupLayout, { version: 2 }>, close: (
           oomKills: parseKeyValues(readText(`${dir}/memory.events`) ?? '').get('oom_kill') ?? 0,
         };
       },
-      destroy,
     };
   }
 
