@@ -2,29 +2,15 @@
 // LID_DATA_DIR. Long steps show progress on a terminal only; results go to stdout, one line each (or JSON).
 // `pull` is the operator's own request, not a tenant's (images/pull-policy.ts operatorPulls): it may reach any
 // address and uses the host's registry logins; the size and time caps still hold.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
 import { isLidError } from '../common/errors.js';
-import { parseSize } from '../common/units.js';
 import { operatorPulls } from '../images/pull-policy.js';
 import { type Credentials, parseCredsFlag } from '../images/registry/credentials.js';
+import { asOption, asSize } from './option-parsers.js';
 import { terminalProgress } from './progress.js';
 
-function parseCreds(value: string): Credentials {
-  try {
-    return parseCredsFlag(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function asSize(value: string): number {
-  try {
-    return parseSize(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
+const parseCreds = asOption((value: string): Credentials => parseCredsFlag(value));
 
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 

@@ -1,34 +1,12 @@
 // The job flags `lid sandbox run` and `lid run` share (limits, environment, files, working directory), parsed
 // strictly: a bad size or duration is refused by name before anything runs.
 import fs from 'node:fs';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { LidError } from '../common/errors.js';
 import type { RunSpecInput } from '../common/run-spec.js';
-import { parseDuration, parseSize } from '../common/units.js';
+import { asDuration, asNumber, asSize } from './option-parsers.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-function asSize(value: string): number {
-  try {
-    return parseSize(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function asDuration(value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function asNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || value.trim() === '') throw new InvalidArgumentError(`"${value}" is not a number`);
-  return n;
-}
 
 export interface JobFlags {
   memory?: number;

@@ -5,7 +5,7 @@
 // A ceiling asked for above this server's cap (LID_CAP_*) is refused, naming the flag: the tenant could never use
 // it. Caps are configuration and may change later, so this is a courtesy check against the caps `lid` sees here;
 // what holds is the gateway's and the workers' min(tenant ceiling, their own cap) at each job.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
@@ -14,17 +14,7 @@ import type { connectRedis } from '../common/redis.js';
 import { TENANT_DEFAULTS, type TenantSettings } from '../common/tenant-record.js';
 import { formatSize, parseDuration, parseSize } from '../common/units.js';
 import { TenantStore } from '../gateway/tenants.js';
-
-/** Wraps a parser so that its RangeError becomes commander's "option '--x <v>' argument 'y' is invalid. ..." */
-const asOption =
-  <T>(parse: (text: string) => T) =>
-  (text: string): T => {
-    try {
-      return parse(text);
-    } catch (e) {
-      throw new InvalidArgumentError((e as Error).message);
-    }
-  };
+import { asOption } from './option-parsers.js';
 
 function positive(integer: boolean) {
   return asOption((text) => {
