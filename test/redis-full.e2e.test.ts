@@ -19,7 +19,7 @@ import { type RunningGateway, startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
-import { type RunningWorker, startWorker } from '../worker/worker.js';
+import { LidWorker } from '../worker/worker.js';
 import { busyboxLayer, writeOciLayout } from './oci-fixtures.js';
 import { describePrivileged } from './privileged.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
@@ -32,7 +32,7 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
   let server: TestRedis;
   let redis: Redis;
   let gateway: RunningGateway;
-  let worker: RunningWorker;
+  let worker: LidWorker;
   let apiKey: string;
   let fillers = 0;
 
@@ -49,7 +49,7 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
       LOG_LEVEL: 'silent',
     });
     const logger = pino({ level: 'silent' });
-    worker = await startWorker(config, { redisUrl: server.url, logger, lockDurationMs: 2000 });
+    worker = await LidWorker.start(config, { redisUrl: server.url, logger, lockDurationMs: 2000 });
     gateway = await startGateway(config, { redisUrl: server.url, logger });
     redis = connectRedis(server.url, 'test');
     ({ apiKey } = await new TenantStore(redis).create('full-tenant', { ratePerSec: 1000 }));

@@ -23,7 +23,7 @@ import { ImageStore } from '../images/store.js';
 import { busyboxLayer, writeOciLayout } from '../test/oci-fixtures.js';
 import { describePrivileged } from '../test/privileged.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
-import { type RunningWorker, startWorker } from './worker.js';
+import { LidWorker } from './worker.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-worker-'));
 const dataDir = path.join(tmp, 'data');
@@ -33,7 +33,7 @@ const childScript = new URL('../test/worker-child.ts', import.meta.url).pathname
 describePrivileged('worker', () => {
   let redis: TestRedis;
   let client: LidQueueClient;
-  let worker: RunningWorker | null = null;
+  let worker: LidWorker | null = null;
   const children: ChildProcess[] = [];
   const config = loadConfig({
     LID_DATA_DIR: dataDir,
@@ -42,7 +42,7 @@ describePrivileged('worker', () => {
     LID_ALLOW_PRIVATE_EGRESS: '127.0.0.0/8', // the callback test's receiver is on loopback
   });
   const start = () =>
-    startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }), lockDurationMs: 2000 });
+    LidWorker.start(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }), lockDurationMs: 2000 });
 
   beforeAll(async () => {
     redis = await startTestRedis();
@@ -104,7 +104,9 @@ describePrivileged('worker', () => {
       ([, f]) => JSON.parse(f[1]!) as { type: string; data?: string; state?: string },
     );
     r.disconnect();
-    expect(entries.map((e) => e.type)).toEqual(['state', 'output', 'output', 'final']);
+    // The queue client writes the `queued` event as the gateway does; the worker's claim writes `running`.
+    expect(entries.map((e) => e.type)).toEqual(['state', 'state', 'output', 'output', 'final']);
+    expect(entries.filter((e) => e.type === 'state').map((e) => e.state)).toEqual(['queued', 'running']);
     expect(entries.filter((e) => e.type === 'output').map((e) => e.data)).toEqual(['one\n', 'two\n']);
   });
 
