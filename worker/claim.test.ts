@@ -11,8 +11,9 @@ import { type JobRecord, type QueuedJob, QueuedJobSchema } from '../common/job.j
 import { JobStore } from '../common/job-store.js';
 import { CHANNELS, keys, QUEUES } from '../common/keys.js';
 import { LidQueueClient } from '../common/queue-client.js';
-import { connectRedis, isRedisFull, retryWhileRedisFull } from '../common/redis.js';
+import { connectRedis, retryWhileRedisFull } from '../common/redis.js';
 import { newTenantRecord, tenantRecordText } from '../common/tenant-record.js';
+import { keepRedisFull } from '../test/redis-fill.js';
 import { monitorRedis } from '../test/redis-monitor.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
 import { type HeldEntry, JobClaims } from './claim.js';
@@ -292,47 +293,10 @@ describe('claiming a job on a full Redis (maxmemory, noeviction)', () => {
     await server?.stop();
   });
 
-  /** Fills Redis until a small write is refused, and keeps it full (what frees up is taken) until stopped. */
-  function keepFull(redis: Redis) {
-    let stopped = false;
-    let n = 0;
-    let reached!: () => void;
-    const full = new Promise<void>((resolve) => (reached = resolve));
-    const loop = (async () => {
-      for (const size of [64 * 1024, 4 * 1024, 256, 64]) {
-        for (;;) {
-          try {
-            await redis.set(`filler:${n}`, 'x'.repeat(size));
-            n++;
-          } catch (e) {
-            if (!isRedisFull(e)) throw e;
-            break;
-          }
-        }
-      }
-      reached();
-      while (!stopped) {
-        await redis.set(`filler:${n}`, 'x'.repeat(64)).then(
-          () => n++,
-          () => new Promise((resolve) => setTimeout(resolve, 2)),
-        );
-      }
-    })();
-    return {
-      full,
-      async stop() {
-        stopped = true;
-        await loop;
-        for (let i = 0; i < n; i += 1000)
-          await redis.del(...Array.from({ length: Math.min(1000, n - i) }, (_, k) => `filler:${i + k}`));
-      },
-    };
-  }
-
   it('writes nothing while Redis is full, and claims the job once memory frees', async () => {
     const { job, entry } = await f.submitAndTake('tenant-full');
     const before = await written(f.redis, job);
-    const pressure = keepFull(f.redis);
+    const pressure = keepRedisFull(f.redis);
     await pressure.full;
     await expect(claims.claim(job, entry)).rejects.toThrow(/OOM command not allowed/);
     expect(await written(f.redis, job)).toEqual(before); // not half-claimed: still queued, counted, no slot
