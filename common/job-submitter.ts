@@ -1,6 +1,8 @@
-// Putting validated jobs on the queue, for every producer: the gateway (gateway/submission.ts, which adds
-// idempotency, the rate quota, the image check and the server caps around it) and the queue client
-// (common/queue-client.ts). One core, so that a job queued either way looks the same to the workers and to readers.
+// Putting validated jobs on the queue, for every producer: the gateway (gateway/submission.ts; around it the gateway
+// adds Idempotency-Keys, the rate quota, the image check, the tenant's ceilings under the server caps and a 429 for
+// max queued) and the queue client (common/queue-client.ts, whose header says what it checks). One core, so that a
+// job queued either way looks the same to the workers and to readers. Issue 13 replaces the fair-share priority:
+// fairPriority below is its one home.
 //
 // Two steps, so that a caller can decide in between (the gateway claims an Idempotency-Key there):
 //   reserve  counts the jobs into the tenant's queued counter (keys.tenantQueued), refused with queue_full when they
