@@ -14,7 +14,7 @@ import { TenantStore } from '../gateway/tenants.js';
 import { buildImage } from '../images/build-image.js';
 import { listImages } from '../images/catalog.js';
 import { ImageStore } from '../images/store.js';
-import { startWorker } from '../worker/worker.js';
+import { LidWorker } from '../worker/worker.js';
 import { adminToken } from './admin-token.js';
 import { DEV_TENANT, readDevKey, saveDevKey } from './local/dev-tenant.js';
 import { ensureEmbeddedRedis, stopEmbeddedRedis } from './local/embedded-redis.js';
@@ -101,7 +101,7 @@ async function up(config: LidConfig): Promise<void> {
   // One registry for both: the gateway's /metrics then shows the worker's numbers too.
   const metrics = createMetrics();
   const admin = adminToken(config);
-  const worker = await startWorker(config, { redisUrl: url, logger, metrics });
+  const worker = await LidWorker.start(config, { redisUrl: url, logger, metrics });
   const gateway = await startGateway({ ...config, adminToken: admin }, { redisUrl: url, logger, metrics });
   const shown = apiKey ?? '<your tenant key: npx lid tenants create NAME>';
   process.stdout.write(

@@ -3,7 +3,7 @@
 // loaded when it runs: service-commands.ts declares it.
 import type { LidConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
-import { startWorker } from '../worker/worker.js';
+import { LidWorker } from '../worker/worker.js';
 import { redisUrl } from './local/redis-url.js';
 import { startTelemetry } from './telemetry.js';
 
@@ -11,7 +11,7 @@ export async function runWorker(config: LidConfig): Promise<void> {
   const logger = createLogger(config, 'worker');
   const url = await redisUrl(config, { onNotice: (msg) => logger.info(msg) });
   const telemetry = startTelemetry(config, 'lid-worker', url);
-  const worker = await startWorker(config, { redisUrl: url, logger });
+  const worker = await LidWorker.start(config, { redisUrl: url, logger });
   await new Promise<void>((resolve) => {
     const stop = () => void worker.close().then(telemetry.shutdown).then(resolve);
     process.once('SIGTERM', stop);

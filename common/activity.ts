@@ -1,8 +1,8 @@
 // What the dashboard shows besides the queue itself, kept in Redis by the workers and read by the gateway (keys in
-// common/keys.ts): the jobs running now (keys.running: a worker adds a job as it starts and removes it as it ends),
-// the jobs that just ended (keys.recent, newest first, capped at RECENT_MAX), and each worker's details
-// (keys.worker(id), rewritten by each heartbeat with a TTL, so a dead worker's entry fades). The ZSET keys.workers
-// stays the list of workers; these keys only add detail to it.
+// common/keys.ts): the jobs running now (keys.running: a worker's claim adds a job as it starts, worker/claim.ts,
+// and the worker removes it as it ends), the jobs that just ended (keys.recent, newest first, capped at RECENT_MAX),
+// and each worker's details (keys.worker(id), rewritten by each heartbeat with a TTL, so a dead worker's entry
+// fades). The ZSET keys.workers stays the list of workers; these keys only add detail to it.
 import type { Redis } from 'ioredis';
 import { keys } from './keys.js';
 
@@ -15,10 +15,6 @@ export interface WorkerInfo {
   concurrency: number;
   running: number;
   startedAt: string;
-}
-
-export async function markRunning(redis: Redis, jobId: string): Promise<void> {
-  await redis.sadd(keys.running, jobId);
 }
 
 export async function markEnded(redis: Redis, jobId: string, final: boolean): Promise<void> {

@@ -4,6 +4,7 @@
 export const ERROR_CODES = [
   'invalid_spec', // the caller asked for something malformed or impossible: fix the request
   'not_found', // a named thing (rootfs, image, job) does not exist
+  'queue_full', // the tenant has its max queued jobs waiting: retry when some have started
   'invalid_image', // an image or archive is malformed or hostile (bad digest, path escaping its layer, device node)
   'unsupported', // this host cannot do what was asked (kernel feature, cgroup layout)
   'setup_failed', // the sandbox could not be built: a host problem, not the job's fault

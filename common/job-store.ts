@@ -7,7 +7,10 @@ import type { Redis } from 'ioredis';
 import type { JobRecord, JobState } from './job.js';
 import { CHANNELS, keys } from './keys.js';
 
-const STREAM_MAXLEN = 10_000;
+/** About how many events a job's stream keeps (XADD MAXLEN ~). */
+export const STREAM_MAXLEN = 10_000;
+/** The stream entry of a final event: a mark, which readEvents fills from the record (see emit). */
+export const FINAL_EVENT_MARK = '{"type":"final"}';
 
 const COMPARE_AND_SET = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -63,7 +66,7 @@ export class JobStore {
    */
   async emit(id: string, event: JobEvent): Promise<void> {
     const key = keys.jobEvents(id);
-    const stored = event.type === 'final' ? '{"type":"final"}' : JSON.stringify(event);
+    const stored = event.type === 'final' ? FINAL_EVENT_MARK : JSON.stringify(event);
     const tx = this.redis.multi().xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'event', stored);
     // Published after the entry is in: a follower woken by it finds the entry.
     tx.publish(CHANNELS.events, id);

@@ -82,5 +82,14 @@ export const keys = Object.freeze({
   recent: 'lid:recent',
 } as const);
 
+/** Keys of BullMQ's own that Lid reads (never writes), spelled as BullMQ spells them under QUEUES.prefix. */
+export const queueKeys = Object.freeze({
+  /**
+   * STRING, the lock token of the worker holding a queue entry (BullMQ's job id), set PX lockDuration when a worker
+   * takes it and renewed while it works on it. A worker claims a job only while it holds this lock (worker/claim.ts).
+   */
+  lock: (queue: string, entryId: string) => `${QUEUES.prefix}:${queue}:${entryId}:lock`,
+} as const);
+
 /** The name a connection shows in CLIENT LIST: `lid:<purpose>` (lid:gateway, lid:worker-queue, ...). */
 export const connectionName = (purpose: string) => `${PREFIX}:${purpose}`;

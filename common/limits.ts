@@ -1,14 +1,15 @@
 // A job's limits from request to sandbox, in one place: which limits there are, the server's caps on them
 // (LID_CAP_*), holding a request under ceilings, and filling in the defaults the runtime gets. The gateway holds a
-// job under min(tenant ceiling, server cap); a worker holds it under its own caps again, because queue-driven
-// producers (common/queue-client.ts) put jobs on the queue without passing the gateway.
+// job under min(tenant ceiling, server cap); the queue client (common/queue-client.ts) under its tenant's ceilings
+// only, since the server's caps are not known there; a worker holds every job under its own caps again.
 //
 // Both use the same rule: a limit asked for above its ceiling is a problem naming the field, never silently
 // lowered (the job would run with less than it asked for and fail in a confusing way); a limit left out whose
 // default is above the ceiling gets the ceiling, so a job that asks for nothing still runs within what is allowed.
 import os from 'node:os';
 import type { LidConfig } from './config.js';
-import type { JobLimits } from './job.js';
+import { LidError } from './errors.js';
+import type { JobLimits, JobRequest } from './job.js';
 import { DEFAULT_LIMITS, type Limits, LimitsSchema } from './run-spec.js';
 
 export type LimitField = keyof Limits;
@@ -100,6 +101,17 @@ export function fitLimits(
     }
   }
   return { limits, problems };
+}
+
+/**
+ * The request with its limits held under `ceilings` (fitLimits), or one invalid_spec error saying what is above
+ * which ceiling, with every problem in details.problems (the gateway's 400 lists them). The gateway holds a job
+ * under its tenant's ceilings and the server's caps; the queue client under its tenant's ceilings.
+ */
+export function holdUnder(request: JobRequest, ceilings: Ceilings, prefix = ''): JobRequest {
+  const { limits, problems } = fitLimits(request.limits, ceilings, prefix);
+  if (problems.length) throw new LidError('invalid_spec', problems.map((p) => p.message).join('; '), { problems });
+  return { ...request, limits };
 }
 
 /**

@@ -1,40 +1,45 @@
 // The typed client for queue-driven use: another service puts jobs straight onto Lid's BullMQ queue and collects
-// the results without HTTP. It does what the gateway does on submit (validate against the job schema, create the
-// record, count the job against its tenant, queue it with a fair-share priority) and waits on the job's event
-// stream for the final record.
+// the results without HTTP. It submits through the gateway's own core (common/job-submitter.ts), so its jobs have
+// ids, records, a `queued` event, BullMQ options and a fair-share priority exactly as the gateway's do, and waits on
+// the job's event stream for the final record.
 //
 //   const lid = new LidQueueClient(redisUrl);
 //   const { id } = await lid.submit('tenant-a', { image: 'python', command: ['python3', '-c', 'print(42)'] });
 //   const record = await lid.wait(id, 30_000);   // record.result.stdout === '42\n'
-import crypto from 'node:crypto';
+//
+// What it checks before queueing, each refusal a LidError:
+//   - the request against the job schema (invalid_spec naming each field, as the gateway's 400 does);
+//   - the tenant's name (lowercase letters, digits, "-": it is part of Redis keys);
+//   - the tenant's max queued (queue_full) and its six limit ceilings (invalid_spec naming the limit), read from its
+//     record; a tenant without a record gets a new tenant's defaults (TENANT_DEFAULTS), as the workers give it for
+//     its concurrency. One read of the record per submit.
+// What it leaves to the operator, who runs the producer and holds the Redis password (and so could write anything):
+//   - the server caps (LID_CAP_*): not known here; every worker holds each job to its own caps and ends a job above
+//     them `error` invalid_spec before it runs;
+//   - the rate quota (ratePerSec guards the gateway's HTTP front), a revoked tenant (revoking takes a tenant's API
+//     key, not the operator's Redis), Idempotency-Keys;
+//   - whether the image is one the workers offer (a worker ends the job `error` not_found) and whether a callback's
+//     host is one the egress policy allows (the worker refuses the delivery).
+import { context } from '@opentelemetry/api';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { LidError } from './errors.js';
-import { FINAL_STATES, type JobRecord, type JobRequestInput, JobRequestSchema, type QueuedJob } from './job.js';
+import { FINAL_STATES, type JobRecord, type JobRequestInput, JobRequestSchema } from './job.js';
 import { JobStore } from './job-store.js';
-import { keys, QUEUES } from './keys.js';
+import { JobSubmitter } from './job-submitter.js';
+import { QUEUES } from './keys.js';
+import { holdUnder, tenantCeilings } from './limits.js';
 import { connectRedis } from './redis.js';
+import { contextFromTraceparent } from './telemetry.js';
+import { ceilingsOfTenant, readTenantRecord, TENANT_DEFAULTS, TENANT_NAME } from './tenant-record.js';
 import { parseOrThrow } from './validation.js';
-
-const MAX_PRIORITY = 2_097_151; // BullMQ's largest priority (lowest urgency): 2^21 - 1
-
-/**
- * The queue priority that makes service fair across tenants: the k-th waiting job of every tenant gets about the
- * same number, so a tenant with 10,000 queued jobs does not starve one with a single job (served round-robin by
- * position), and within a tenant the request's own priority (1..10, 10 most urgent) breaks ties.
- */
-export function fairPriority(positionInTenantQueue: number, requested = 5): number {
-  return Math.min(MAX_PRIORITY, Math.max(1, positionInTenantQueue * 10 + (10 - requested)));
-}
-
-export function newJobId(): string {
-  return `job_${crypto.randomBytes(15).toString('base64url')}`;
-}
 
 export class LidQueueClient {
   private readonly redis: Redis;
   private readonly queue: Queue;
   private readonly jobs: JobStore;
+  private readonly submitter: JobSubmitter;
+  private closing: Promise<void> | null = null;
 
   constructor(
     redisUrl: string,
@@ -43,35 +48,22 @@ export class LidQueueClient {
     this.redis = connectRedis(redisUrl, 'queue-client');
     this.queue = new Queue(QUEUES.jobs, { connection: this.redis, prefix: QUEUES.prefix });
     this.jobs = new JobStore(this.redis, resultTtlSeconds);
+    this.submitter = new JobSubmitter({ redis: this.redis, queue: this.queue, jobs: this.jobs });
   }
 
   async submit(tenant: string, input: JobRequestInput, opts: { traceparent?: string } = {}): Promise<JobRecord> {
-    const request = parseOrThrow(JobRequestSchema, input, 'job');
-    const record: JobRecord = {
-      id: newJobId(),
-      tenant,
-      image: request.image,
-      state: 'queued',
-      createdAt: new Date().toISOString(),
-      startedAt: null,
-      finishedAt: null,
-      queueMs: null,
-      attempts: 0,
-      traceId: null,
-      ...(request.metadata ? { metadata: request.metadata } : {}),
-    };
-    await this.jobs.create(record);
-    const position = await this.redis.incr(keys.tenantQueued(tenant));
-    const queued: QueuedJob = { id: record.id, tenant, request, createdAt: record.createdAt, ...opts };
-    await this.queue.add('job', queued, {
-      jobId: record.id,
-      priority: fairPriority(position, request.priority),
-      attempts: 3,
-      backoff: { type: 'exponential', delay: 1000 },
-      removeOnComplete: 1000,
-      removeOnFail: 1000,
-    });
-    return record;
+    const parsed = parseOrThrow(JobRequestSchema, input, 'job');
+    if (!TENANT_NAME.test(tenant)) {
+      throw new LidError('invalid_spec', `tenant name "${tenant}" must be 1 to 63 lowercase letters, digits or "-"`);
+    }
+    const settings = (await readTenantRecord(this.redis, tenant)) ?? TENANT_DEFAULTS;
+    const request = holdUnder(parsed, tenantCeilings(ceilingsOfTenant(settings)));
+    const reservation = await this.submitter.reserve({ name: tenant, maxQueued: settings.maxQueued }, [request]);
+    // The caller's trace is the parent of the enqueue span (when a tracing SDK runs in this process).
+    const [record] = await context.with(contextFromTraceparent(opts.traceparent), () =>
+      reservation.commit({ traceparent: opts.traceparent }),
+    );
+    return record!;
   }
 
   async get(id: string): Promise<JobRecord | null> {
@@ -105,8 +97,11 @@ export class LidQueueClient {
     await this.jobs.requestCancel(id);
   }
 
-  async close(): Promise<void> {
-    await this.queue.close();
-    await this.redis.quit();
+  /** Closes the queue, then the connection it uses; each step runs even if the one before failed. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const step of [() => this.queue.close(), () => this.redis.quit()]) await step().catch(() => {});
+    })();
+    return this.closing;
   }
 }

@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { keys } from './keys.js';
+import type { LimitValues } from './limits.js';
 import { LIMIT_BOUNDS } from './run-spec.js';
 import { parseJsonOrThrow, parseOrThrow } from './validation.js';
 
@@ -104,6 +105,20 @@ export function tenantRecordText(record: TenantRecord): string {
     code: 'internal',
   });
   return JSON.stringify(checked);
+}
+
+/** The tenant's six ceilings as limit values, for common/limits.ts to hold its jobs under. */
+export function ceilingsOfTenant(
+  tenant: Omit<TenantSettings, 'concurrency' | 'ratePerSec' | 'maxQueued'>,
+): LimitValues {
+  return {
+    timeoutMs: tenant.maxTimeoutMs,
+    memoryBytes: tenant.maxMemoryBytes,
+    cpus: tenant.maxCpus,
+    pids: tenant.maxPids,
+    outputBytes: tenant.maxOutputBytes,
+    diskBytes: tenant.maxDiskBytes,
+  };
 }
 
 /** A fresh nonce for a tenant's signing secret: a new one at create and at each rotation. */

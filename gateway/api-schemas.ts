@@ -17,7 +17,7 @@ import {
 import { JobRequestSchema } from '../common/job.js';
 import { API_EXAMPLES } from './api-examples.js';
 
-/** Job ids come from common/queue-client.ts newJobId: `job_` + 20 base64url characters. */
+/** Job ids come from common/job-submitter.ts newJobId: `job_` + 20 base64url characters. */
 export const JOB_ID = /^job_[A-Za-z0-9_-]{20}$/;
 export const BATCH_ID = /^bat_[A-Za-z0-9_-]{20}$/;
 export const newBatchId = () => `bat_${crypto.randomBytes(15).toString('base64url')}`;

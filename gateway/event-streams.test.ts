@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../common/config.js';
 import { JobStore } from '../common/job-store.js';
-import { newJobId } from '../common/queue-client.js';
+import { newJobId } from '../common/job-submitter.js';
 import { connectRedis } from '../common/redis.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
 import { type RunningGateway, startGateway } from './server.js';

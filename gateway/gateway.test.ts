@@ -5,7 +5,7 @@ import { Queue } from 'bullmq';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys, QUEUES } from '../common/keys.js';
-import { fairPriority } from '../common/queue-client.js';
+import { fairPriority } from '../common/job-submitter.js';
 import { connectRedis } from '../common/redis.js';
 import {
   call,

@@ -1,15 +1,18 @@
 // A tenant's quotas, checked by the gateway (keys in common/keys.ts):
 //   rate       a token bucket per tenant (keys.tenantRate), refilled at ratePerSec and holding one second's
 //              worth; one Lua script reads, refills and takes, so gateways sharing the Redis share the bucket
-//   max queued the counter keys.tenantQueued of the tenant's jobs waiting in the queue: INCR at submit, DECR when
-//              refused; a worker DECRs it when the job first leaves the queue, guarded by keys.jobDequeued
-//              (SET NX) so a job is never counted out twice; the gateway uses the same guard when it cancels one
+//   max queued the counter keys.tenantQueued of the tenant's jobs waiting in the queue: counted in at submit by
+//              common/job-submitter.ts (which refuses jobs over it; gateway/submission.ts makes that a 429); a
+//              worker counts a job out when its claim first takes it off the queue (worker/claim.ts), guarded by
+//              keys.jobDequeued (SET NX) so a job is never counted out twice; the gateway uses the same guard
+//              when it cancels one (leftQueue)
 //   ceilings   limits a job may ask for: each of the six under min(the tenant's ceiling, the server's cap), a 400
 //              naming the field and the ceiling (common/limits.ts holds the rule the workers apply too)
 import type { Redis } from 'ioredis';
 import type { JobRequest } from '../common/job.js';
 import { keys } from '../common/keys.js';
-import { capCeilings, fitLimits, type LimitValues, lowerOf, tenantCeilings } from '../common/limits.js';
+import { capCeilings, holdUnder, type LimitValues, lowerOf, tenantCeilings } from '../common/limits.js';
+import { ceilingsOfTenant } from '../common/tenant-record.js';
 import { ApiError } from './api-error.js';
 import type { Tenant } from './tenants.js';
 
@@ -58,29 +61,6 @@ export class Quota {
   }
 
   /**
-   * Counts n new jobs against the tenant's max queued, or throws 429 (and counts nothing). Returns the count with
-   * them, so the new jobs are the last n positions of the tenant's queue: the fair-share priority needs them.
-   */
-  async reserveQueued(tenant: Tenant, n: number): Promise<number> {
-    const count = await this.redis.incrby(keys.tenantQueued(tenant.name), n);
-    if (count <= tenant.maxQueued) return count;
-    await this.redis.decrby(keys.tenantQueued(tenant.name), n);
-    const waiting = count - n;
-    throw new ApiError(
-      'queue_full',
-      `tenant ${tenant.name} may have ${tenant.maxQueued} jobs queued and has ${waiting}: ` +
-        `${n === 1 ? 'this job does' : `these ${n} jobs do`} not fit; retry when some have started`,
-      { maxQueued: tenant.maxQueued, queued: waiting, requested: n },
-      { 'Retry-After': '1' },
-    );
-  }
-
-  /** Gives back reservations for jobs that never reached the queue (refused, or the queue add failed). */
-  async releaseQueued(tenantName: string, n: number): Promise<void> {
-    if (n > 0) await this.redis.decrby(keys.tenantQueued(tenantName), n);
-  }
-
-  /**
    * Counts a job out of the queue when the gateway itself removed it (cancelled while queued). The same guard the
    * workers use makes this a no-op when a worker already counted it out.
    */
@@ -91,26 +71,11 @@ export class Quota {
   }
 }
 
-/** The tenant's six ceilings as limit values. */
-export function ceilingsOfTenant(tenant: Tenant): LimitValues {
-  return {
-    timeoutMs: tenant.maxTimeoutMs,
-    memoryBytes: tenant.maxMemoryBytes,
-    cpus: tenant.maxCpus,
-    pids: tenant.maxPids,
-    outputBytes: tenant.maxOutputBytes,
-    diskBytes: tenant.maxDiskBytes,
-  };
-}
-
 /**
  * Holds a job to min(tenant's ceiling, server's cap) for each limit. A limit the job asks for above it is a 400
  * naming the field and the ceiling; a limit it leaves out whose default is above it is set to it, so that a job that
  * asks for nothing still runs within what its tenant may use. `prefix` names the job inside a batch ("jobs.3.").
  */
 export function applyCeilings(request: JobRequest, tenant: Tenant, caps: LimitValues, prefix = ''): JobRequest {
-  const ceilings = lowerOf(tenantCeilings(ceilingsOfTenant(tenant)), capCeilings(caps, 'server'));
-  const { limits, problems } = fitLimits(request.limits, ceilings, prefix);
-  if (problems.length) throw new ApiError('invalid_spec', problems.map((p) => p.message).join('; '), problems);
-  return { ...request, limits };
+  return holdUnder(request, lowerOf(tenantCeilings(ceilingsOfTenant(tenant)), capCeilings(caps, 'server')), prefix);
 }

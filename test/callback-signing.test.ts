@@ -20,7 +20,7 @@ import { keys } from '../common/keys.js';
 import { LidQueueClient } from '../common/queue-client.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
-import { type RunningWorker, startWorker } from '../worker/worker.js';
+import { LidWorker } from '../worker/worker.js';
 import { busyboxLayer, writeOciLayout } from './oci-fixtures.js';
 import { describePrivileged } from './privileged.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
@@ -82,7 +82,7 @@ describePrivileged('callback signatures', () => {
   let redis: TestRedis;
   let r: Redis;
   let client: LidQueueClient;
-  let worker: RunningWorker;
+  let worker: LidWorker;
   let receiver: http.Server;
   let url: string;
   const deliveries: { signature: string; body: string }[] = [];
@@ -121,7 +121,7 @@ describePrivileged('callback signatures', () => {
     await writeOciLayout(layout, { layers: [busyboxLayer()], refName: IMAGE });
     await importImage(ImageStore.open(dataDir), layout);
     client = new LidQueueClient(redis.url);
-    worker = await startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
+    worker = await LidWorker.start(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
     receiver = http.createServer((req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c));

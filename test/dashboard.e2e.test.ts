@@ -16,7 +16,7 @@ import { type RunningGateway, startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
-import { type RunningWorker, startWorker } from '../worker/worker.js';
+import { LidWorker } from '../worker/worker.js';
 import { busyboxLayer, writeOciLayout } from './oci-fixtures.js';
 import { describePrivileged } from './privileged.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
@@ -31,7 +31,7 @@ export const SCREENSHOT = path.join(os.tmpdir(), 'lid-dashboard.png');
 describePrivileged('dashboard in headless Chromium', () => {
   let redis: TestRedis;
   let gateway: RunningGateway;
-  let worker: RunningWorker;
+  let worker: LidWorker;
   let browser: BrowserContext;
   let jobId: string;
   let telemetry: Telemetry;
@@ -55,7 +55,7 @@ describePrivileged('dashboard in headless Chromium', () => {
     // Traced as `lid up` is, so that the timeline is drawn from the job's recorded spans.
     telemetryRedis = connectRedis(redis.url, 'telemetry');
     telemetry = initTelemetry(config, 'lid', telemetryRedis);
-    worker = await startWorker(config, { redisUrl: redis.url, logger });
+    worker = await LidWorker.start(config, { redisUrl: redis.url, logger });
     gateway = await startGateway(config, { redisUrl: redis.url, logger });
 
     const r = connectRedis(redis.url, 'test');

@@ -19,9 +19,10 @@ import { type RunningGateway, startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
-import { type RunningWorker, startWorker } from '../worker/worker.js';
+import { LidWorker } from '../worker/worker.js';
 import { busyboxLayer, writeOciLayout } from './oci-fixtures.js';
 import { describePrivileged } from './privileged.js';
+import { keepRedisFull } from './redis-fill.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 const IMAGE = 'busybox-full:1';
@@ -32,9 +33,8 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
   let server: TestRedis;
   let redis: Redis;
   let gateway: RunningGateway;
-  let worker: RunningWorker;
+  let worker: LidWorker;
   let apiKey: string;
-  let fillers = 0;
 
   beforeAll(async () => {
     server = await startTestRedis({ maxmemory: '24mb' });
@@ -49,7 +49,7 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
       LOG_LEVEL: 'silent',
     });
     const logger = pino({ level: 'silent' });
-    worker = await startWorker(config, { redisUrl: server.url, logger, lockDurationMs: 2000 });
+    worker = await LidWorker.start(config, { redisUrl: server.url, logger, lockDurationMs: 2000 });
     gateway = await startGateway(config, { redisUrl: server.url, logger });
     redis = connectRedis(server.url, 'test');
     ({ apiKey } = await new TenantStore(redis).create('full-tenant', { ratePerSec: 1000 }));
@@ -78,48 +78,6 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
     }
   };
 
-  /**
-   * Writes filler keys until Redis refuses even a small one with OOM, then keeps it full: whatever memory frees up
-   * (an expiring lock, a trimmed stream) is taken at once, as sustained pressure from other writers would. Large
-   * values alone are not enough: a refused command's own argument counts towards used memory while it waits.
-   */
-  function keepFull(): { full: Promise<void>; stop(): Promise<void> } {
-    let stopped = false;
-    let reached!: () => void;
-    const full = new Promise<void>((resolve) => (reached = resolve));
-    const loop = (async () => {
-      for (const size of [256 * 1024, 16 * 1024, 1024, 64]) {
-        for (let i = 0; ; i++) {
-          if (i > 2000) throw new Error('Redis never filled up: is maxmemory set?');
-          try {
-            await redis.set(`filler:${fillers}`, 'x'.repeat(size));
-            fillers++;
-          } catch (e) {
-            expect((e as Error).message).toMatch(/^OOM command not allowed/);
-            break;
-          }
-        }
-      }
-      reached();
-      while (!stopped) {
-        await redis.set(`filler:${fillers}`, 'x'.repeat(64)).then(
-          () => fillers++,
-          () => new Promise((resolve) => setTimeout(resolve, 2)),
-        );
-      }
-    })();
-    return {
-      full,
-      async stop() {
-        stopped = true;
-        await loop;
-        for (let i = 0; i < fillers; i += 1000) {
-          await redis.del(...Array.from({ length: Math.min(1000, fillers - i) }, (_, k) => `filler:${i + k}`));
-        }
-      },
-    };
-  }
-
   it('answers 503 "Redis is full" to new jobs, keeps the accepted one, and completes it once memory frees', async () => {
     // Accepted before Redis fills: it is running (its sandbox sleeping) while the memory runs out.
     const accepted = await submit({ image: IMAGE, command: ['sh', '-c', 'sleep 1.5; echo survived'] });
@@ -131,11 +89,11 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
       (r) => r?.state === 'running',
     );
 
-    const pressure = keepFull();
+    const pressure = keepRedisFull(redis);
     await pressure.full;
     const queuedBefore = await redis.get(keys.tenantQueued('full-tenant'));
     const keysBefore = await redis.dbsize();
-    const fillersBefore = fillers;
+    const fillersBefore = pressure.written();
     const refused = await submit({ image: IMAGE, command: ['echo', 'later'] }, { 'Idempotency-Key': 'full-1' });
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('30');
@@ -143,7 +101,7 @@ describePrivileged('a full Redis (maxmemory, noeviction)', () => {
     expect(error.code).toBe('unavailable');
     expect(error.message).toMatch(/^Redis is full: /);
     // Nothing left behind: no record, no reservation, no key held (the filler's keys aside).
-    expect(await redis.dbsize()).toBe(keysBefore + (fillers - fillersBefore));
+    expect(await redis.dbsize()).toBe(keysBefore + (pressure.written() - fillersBefore));
     await until(
       'the reservation is given back',
       () => redis.get(keys.tenantQueued('full-tenant')),

@@ -1,7 +1,7 @@
 // A worker in its own process, for the tests that kill or stop one: prints "ready" once consuming.
 import { pino } from 'pino';
 import { loadConfig } from '../common/config.js';
-import { startWorker } from '../worker/worker.js';
+import { LidWorker } from '../worker/worker.js';
 
 const [redisUrl, dataDir, grace] = process.argv.slice(2);
 const config = loadConfig({
@@ -9,7 +9,7 @@ const config = loadConfig({
   LID_WORKER_CONCURRENCY: '4',
   LID_SHUTDOWN_GRACE_MS: grace ?? '500',
 });
-const worker = await startWorker(config, {
+const worker = await LidWorker.start(config, {
   redisUrl: redisUrl!,
   logger: pino({ level: 'silent' }),
   lockDurationMs: 2000,

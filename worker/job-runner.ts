@@ -1,8 +1,9 @@
-// One queued job, start to finish, on this worker: record it running, hold its image, run it in a sandbox while
-// its output streams to the job's event stream, and store the result. A job whose record already holds a final
-// state is never run again (a redelivery after the result was stored); a cancelled one is not started.
+// One claimed job, start to finish, on this worker: hold its image, run it in a sandbox while its output streams to
+// the job's event stream, and store the result. Everything before (the record already final, a cancel asked for,
+// the tenant's slot, the record set running) is the claim's (worker/claim.ts); the caps check that decides whether
+// the claim refuses the job is here (fitToCaps), beside the limits it gives the sandbox.
 import { isLidError } from '../common/errors.js';
-import { FINAL_STATES, type JobRecord, type JobRequest, type QueuedJob } from '../common/job.js';
+import { FINAL_STATES, type JobLimits, type JobRecord, type JobRequest, type QueuedJob } from '../common/job.js';
 import type { JobEvent, JobStore } from '../common/job-store.js';
 import { capCeilings, fitLimits, type LimitValues, runLimits } from '../common/limits.js';
 import { encodeChunk } from '../common/output-encoding.js';
@@ -13,6 +14,7 @@ import { ATTR, inSpan, nowMs } from '../common/telemetry.js';
 import type { HeldImage, ImageAcquirer } from '../images/acquire.js';
 import { jobDefaults } from '../images/image-defaults.js';
 import type { SandboxRuntime } from '../runtime/index.js';
+import type { Refusal } from './claim.js';
 import { traceQueueWait, traceSandboxPhases } from './job-trace.js';
 
 export type Outcome = 'done' | 'skipped' | 'cancelled';
@@ -68,32 +70,24 @@ export class JobRunner {
     return record;
   }
 
-  /** Runs the job; `signal` aborts it (its reason says whether for a cancel or for a stopping worker). */
-  async run(job: QueuedJob, signal: AbortSignal): Promise<Outcome> {
-    const current = await this.jobs.get(job.id);
-    if (!current || FINAL_STATES.includes(current.state)) return 'skipped';
-    if (await this.jobs.cancelRequested(job.id)) {
-      await this.finish(job.id, { state: 'cancelled' });
-      return 'cancelled';
-    }
-    // Limits: the gateway held the job under its caps, but a queue-driven producer may not have; a job above this
-    // worker's caps ends here, before anything of it runs.
+  /**
+   * Holds the job under this worker's caps (LID_CAP_*): the gateway held it under its server caps, but a queue-driven
+   * producer does not know them. Returns the limits to run with, or why the job must not run at all (the claim then
+   * ends it `error` before anything of it runs).
+   */
+  fitToCaps(job: QueuedJob): { limits: JobLimits; refusal: null } | { limits: null; refusal: Refusal } {
     const { limits, problems } = fitLimits(job.request.limits, capCeilings(this.caps, 'worker'));
-    if (problems.length) {
-      const message = `the job asks for more than this worker allows: ${problems.map((p) => p.message).join('; ')}`;
-      await this.finish(job.id, { state: 'error', error: { code: 'invalid_spec', message } });
-      return 'done';
-    }
-    const startedAt = now();
-    const running = await this.jobs.update(job.id, (r) => ({
-      ...r,
-      state: 'running',
-      startedAt,
-      queueMs: Date.parse(startedAt) - Date.parse(r.createdAt),
-      attempts: r.attempts + 1,
-    }));
-    await this.jobs.emit(job.id, { type: 'state', state: 'running', at: startedAt });
-    traceQueueWait(job, startedAt, running?.attempts);
+    if (!problems.length) return { limits, refusal: null };
+    const message = `the job asks for more than this worker allows: ${problems.map((p) => p.message).join('; ')}`;
+    return { limits: null, refusal: { code: 'invalid_spec', message } };
+  }
+
+  /**
+   * Runs a claimed job (worker/claim.ts: its record is `running` now) with the limits fitToCaps gave; `signal`
+   * aborts it (its reason says whether for a cancel or for a stopping worker).
+   */
+  async run(job: QueuedJob, running: JobRecord, limits: JobLimits, signal: AbortSignal): Promise<Outcome> {
+    traceQueueWait(job, running.startedAt!, running.attempts);
 
     let lease: HeldImage | null = null;
     // Output events are appended in order: each waits for the one before it.

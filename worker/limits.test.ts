@@ -19,7 +19,7 @@ import { ImageStore } from '../images/store.js';
 import { busyboxLayer, type LayerEntry, writeOciLayout } from '../test/oci-fixtures.js';
 import { describePrivileged } from '../test/privileged.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
-import { type RunningWorker, startWorker } from './worker.js';
+import { LidWorker } from './worker.js';
 
 const MiB = 1024 * 1024;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-worker-limits-'));
@@ -67,7 +67,7 @@ describePrivileged('worker limits', () => {
       LID_CAP_OUTPUT: '64k',
       LID_CAP_DISK: '16m',
     });
-    const worker: RunningWorker = await startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
+    const worker: LidWorker = await LidWorker.start(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
     try {
       const atCaps = {
         pids: 40,

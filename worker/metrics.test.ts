@@ -16,7 +16,7 @@ import { ImageStore } from '../images/store.js';
 import { busyboxLayer, writeOciLayout } from '../test/oci-fixtures.js';
 import { describePrivileged } from '../test/privileged.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
-import { type RunningWorker, startWorker } from './worker.js';
+import { LidWorker } from './worker.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-worker-metrics-'));
 const dataDir = path.join(tmp, 'data');
@@ -30,7 +30,7 @@ function sample(text: string, series: string): number | null {
 describePrivileged('worker metrics', () => {
   let redis: TestRedis;
   let client: LidQueueClient;
-  let worker: RunningWorker | null = null;
+  let worker: LidWorker | null = null;
 
   beforeAll(async () => {
     redis = await startTestRedis();
@@ -39,7 +39,7 @@ describePrivileged('worker metrics', () => {
     await importImage(ImageStore.open(dataDir), layout);
     client = new LidQueueClient(redis.url);
     const config = loadConfig({ LID_DATA_DIR: dataDir, LID_WORKER_CONCURRENCY: '3', LID_WORKER_METRICS_PORT: '0' });
-    worker = await startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
+    worker = await LidWorker.start(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
   });
   afterAll(async () => {
     await worker?.close();

@@ -17,13 +17,15 @@ import { loadConfig } from '../common/config.js';
 import type { JobRecord } from '../common/job.js';
 import { keys, QUEUES } from '../common/keys.js';
 import { LidQueueClient } from '../common/queue-client.js';
+import { connectRedis } from '../common/redis.js';
 import { newTenantRecord, tenantRecordText } from '../common/tenant-record.js';
 import { importImage } from '../images/import.js';
 import { ImageStore } from '../images/store.js';
 import { busyboxLayer, writeOciLayout } from '../test/oci-fixtures.js';
 import { describePrivileged } from '../test/privileged.js';
+import { monitorRedis } from '../test/redis-monitor.js';
 import { startTestRedis, type TestRedis } from '../test/redis-server.js';
-import { type RunningWorker, startWorker } from './worker.js';
+import { LidWorker } from './worker.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-worker-'));
 const dataDir = path.join(tmp, 'data');
@@ -33,16 +35,17 @@ const childScript = new URL('../test/worker-child.ts', import.meta.url).pathname
 describePrivileged('worker', () => {
   let redis: TestRedis;
   let client: LidQueueClient;
-  let worker: RunningWorker | null = null;
+  let worker: LidWorker | null = null;
   const children: ChildProcess[] = [];
-  const config = loadConfig({
+  const env = {
     LID_DATA_DIR: dataDir,
     LID_WORKER_CONCURRENCY: '4',
     LID_SHUTDOWN_GRACE_MS: '300',
     LID_ALLOW_PRIVATE_EGRESS: '127.0.0.0/8', // the callback test's receiver is on loopback
-  });
+  };
+  const config = loadConfig(env);
   const start = () =>
-    startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }), lockDurationMs: 2000 });
+    LidWorker.start(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }), lockDurationMs: 2000 });
 
   beforeAll(async () => {
     redis = await startTestRedis();
@@ -104,8 +107,52 @@ describePrivileged('worker', () => {
       ([, f]) => JSON.parse(f[1]!) as { type: string; data?: string; state?: string },
     );
     r.disconnect();
-    expect(entries.map((e) => e.type)).toEqual(['state', 'output', 'output', 'final']);
+    // The queue client writes the `queued` event as the gateway does; the worker's claim writes `running`.
+    expect(entries.map((e) => e.type)).toEqual(['state', 'state', 'output', 'output', 'final']);
+    expect(entries.filter((e) => e.type === 'state').map((e) => e.state)).toEqual(['queued', 'running']);
     expect(entries.filter((e) => e.type === 'output').map((e) => e.data)).toEqual(['one\n', 'two\n']);
+  });
+
+  it('takes a job from the queue to its sandbox in one Redis round trip (the claim; ten before it)', async () => {
+    const monitor = await monitorRedis(redis.url);
+    const { id } = await client.submit('tenant-rt', { image: IMAGE, command: ['echo', 'counted'] });
+    await client.wait(id, 20_000);
+    await monitor.stop();
+    // From the job's submission until its first output event, which the sandbox's first write sends.
+    const firstOutput = monitor.commands.findIndex(
+      (c) => c.args[0]?.toLowerCase() === 'xadd' && c.args[1] === keys.jobEvents(id) && c.client === 'lid:worker',
+    );
+    expect(firstOutput).toBeGreaterThan(0);
+    const trips = monitor.roundTrips(
+      monitor.commands.slice(0, firstOutput),
+      (client) => client === 'lid:worker' || client === 'lid:worker-cancel', // the worker's own, not BullMQ's
+      (args) => args.some((a) => a.includes(id) || a.includes('tenant-rt')),
+    );
+    expect(trips).toBe(1);
+  });
+
+  it('refuses a malformed queue entry for good, naming the field', async () => {
+    const connection = connectRedis(redis.url, 'test-queue');
+    const queue = new Queue(QUEUES.jobs, { connection, prefix: QUEUES.prefix });
+    try {
+      const entry = await queue.add(
+        'job',
+        {
+          id: 'job_malformed',
+          tenant: 'tenant-a',
+          request: { command: ['true'] },
+          createdAt: new Date().toISOString(),
+        },
+        { jobId: 'job_malformed', attempts: 3 },
+      );
+      for (let i = 0; i < 200 && !(await entry.isFailed()); i++) await new Promise((r) => setTimeout(r, 25));
+      const failed = await queue.getJob('job_malformed');
+      expect(failed?.failedReason).toMatch(/^invalid queue entry: request\.image: /);
+      expect(failed?.attemptsMade).toBe(1); // not retried: no attempt would fix it
+    } finally {
+      await queue.close();
+      connection.disconnect();
+    }
   });
 
   it('cancels a running job within a second', async () => {
@@ -217,6 +264,51 @@ describePrivileged('worker', () => {
       });
     } finally {
       server.close();
+    }
+  });
+
+  it('closes every part when one of them fails to close, once however often it is asked', async () => {
+    await worker!.close();
+    worker = null;
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const failing = await LidWorker.start(loadConfig({ ...env, LID_WORKER_METRICS_PORT: '0' }), {
+      redisUrl: redis.url,
+      logger,
+      lockDurationMs: 2000, // as the others': BullMQ's stalled check runs at most once per a worker's lock duration
+    });
+    const r = connectRedis(redis.url, 'test-close');
+    try {
+      // The runtime closes, then says it failed: every later step must still run.
+      const { runtime } = (failing as unknown as { parts: { runtime: { close(): Promise<void> } } }).parts;
+      const close = runtime.close.bind(runtime);
+      runtime.close = async () => {
+        await close();
+        throw new Error('the runtime failed to close');
+      };
+      expect(await r.zscore(keys.workers, failing.id)).not.toBeNull();
+      const metricsUrl = failing.metricsUrl!;
+      expect((await fetch(metricsUrl)).status).toBe(200);
+
+      const closing = failing.close();
+      expect(failing.close()).toBe(closing);
+      await closing;
+      const warned = lines.map((l) => JSON.parse(l) as { msg: string; err?: { message: string } });
+      expect(warned).toContainEqual(
+        expect.objectContaining({
+          msg: 'closing the worker: the sandbox runtime failed',
+          err: expect.objectContaining({ message: 'the runtime failed to close' }),
+        }),
+      );
+      // The steps after it ran: the node left the workers' list, its metrics server and connections are closed.
+      expect(await r.zscore(keys.workers, failing.id)).toBeNull();
+      expect(await r.get(keys.worker(failing.id))).toBeNull();
+      await expect(fetch(metricsUrl)).rejects.toThrow();
+      const clients = ((await r.client('LIST')) as string).split('\n').map((l) => /\bname=(\S*)/.exec(l)?.[1] ?? '');
+      expect(clients.filter((name) => name.startsWith('lid:worker'))).toEqual([]);
+    } finally {
+      r.disconnect();
+      worker = await start();
     }
   });
 

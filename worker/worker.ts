@@ -1,32 +1,36 @@
-// A worker node: a BullMQ consumer of the `lid-jobs` queue whose concurrency follows the node's capacity. Each job
-// runs through JobRunner in its own sandbox. Around that: a tenant's concurrency limit (a job over it waits a
-// moment in the delayed set, keeping its place), cancellation (pub/sub -> abort -> the sandbox is killed), a
-// heartbeat the gateway's /readyz looks for, the list of images this node offers, and a graceful stop: no new
-// jobs; running ones get a grace period, then are cancelled and requeued for another worker.
+// A worker node, as BullMQ's Worker is one: a class built from named parts, started by LidWorker.start and stopped
+// by close().
+//   consumer   worker/job-consumer.ts, the processor of the `lid-jobs` queue (parse, claim, run, announce), whose
+//              concurrency follows the node's capacity; a tenant's cancel reaches it through the cancel channel
+//   presence   worker/node-presence.ts: heartbeat, the images this node offers, running counts and job-end metrics
+//   callbacks  worker/callbacks.ts: deliveries of job and batch callbacks, on their own queue
+//   metrics    worker/metrics-server.ts: GET /metrics, unless the caller serves a shared registry
+//   runtime    the sandbox runtime (runtime/), and the image store jobs' layers come from (images/)
+// close() stops gracefully: no new jobs; running ones get a grace period, then are cancelled and requeued for
+// another worker; then every part closes, in order, each step in its own try/catch so one failure does not skip the
+// rest. It is one memoised promise: asking again waits for the same stop.
 import os from 'node:os';
-import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
-import { QueuedJobSchema } from '../common/job.js';
 import { JobStore } from '../common/job-store.js';
-import { CHANNELS, keys, QUEUES } from '../common/keys.js';
+import { CHANNELS, QUEUES } from '../common/keys.js';
 import { serverCaps } from '../common/limits.js';
 import { createMetrics, type LidMetrics } from '../common/metrics.js';
 import { connectRedis } from '../common/redis.js';
-import { ATTR, inSpan, traceIdOf } from '../common/telemetry.js';
 import { ImageAcquirer } from '../images/acquire.js';
 import { tenantPulls } from '../images/pull-policy.js';
 import { ImageStore } from '../images/store.js';
 import { SandboxRuntime } from '../runtime/index.js';
-import { countBatchJobEnded } from './batch-end.js';
 import { Callbacks } from './callbacks.js';
+import { JobClaims } from './claim.js';
+import { JobConsumer } from './job-consumer.js';
 import { JobRunner, WorkerStopping } from './job-runner.js';
-import { serveMetrics } from './metrics-server.js';
-import { traceJobs } from './job-trace.js';
-import { LEASE_MS, TenantSlots } from './tenant-slots.js';
-import { WorkerActivity } from './worker-activity.js';
+import { type MetricsServer, serveMetrics } from './metrics-server.js';
+import { NodePresence } from './node-presence.js';
+import { TenantSlots } from './tenant-slots.js';
 
 export interface WorkerOptions {
   redisUrl: string;
@@ -37,189 +41,193 @@ export interface WorkerOptions {
   metrics?: LidMetrics;
 }
 
-export interface RunningWorker {
-  id: string;
-  concurrency: number;
-  /** Where this worker serves GET /metrics, or null (LID_WORKER_METRICS_PORT=off, port taken, shared registry). */
-  metricsUrl: string | null;
-  close(): Promise<void>;
-}
-
-const HEARTBEAT_MS = 5000;
-const OVER_LIMIT_DELAY_MS = 100;
-
 /** Jobs at once: LID_WORKER_CONCURRENCY, or 8 per CPU (sandboxed jobs mostly wait on their processes). */
 export function nodeConcurrency(config: LidConfig): number {
   return config.workerConcurrency ?? Math.max(2, os.availableParallelism() * 8);
 }
 
-export async function startWorker(config: LidConfig, opts: WorkerOptions): Promise<RunningWorker> {
-  const id = `${os.hostname()}-${process.pid}`;
-  const log = opts.logger.child({ worker: id });
-  const signingKey = loadSigningKey(config); // first: a missing or unsafe key file stops the worker before it starts
-  const redis = connectRedis(opts.redisUrl, 'worker');
-  const subscriber = connectRedis(opts.redisUrl, 'worker-cancel');
-  redis.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
-  subscriber.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
-  const jobs = new JobStore(redis, config.resultTtlSeconds);
-  const store = ImageStore.open(config.dataDir);
-  const metrics = opts.metrics ?? createMetrics();
-  const images = new ImageAcquirer(store, {
-    pulls: tenantPulls(config),
-    onCacheHit: () => metrics.imageCacheHits.inc(),
-    onCacheMiss: () => metrics.imageCacheMisses.inc(),
-  });
-  metrics.onImageBytes(() => images.storedBytes());
-  const runtime = await SandboxRuntime.start({
-    sandboxUids: config.sandboxUids,
-    cgroupParent: config.cgroupParent,
-    mountDir: config.mountDir,
-    threads: config.sandboxThreads,
-  });
-  const runner = new JobRunner(jobs, images, runtime, serverCaps(config), {
-    nofile: config.rlimitNofile,
-    stack: config.rlimitStack,
-  });
-  const slots = new TenantSlots(redis);
-  const active = new Map<string, AbortController>();
-  const concurrency = nodeConcurrency(config);
-  const activity = new WorkerActivity(id, concurrency, redis, jobs, metrics, log);
-  activity.watch(redis, 'worker');
-  activity.watch(subscriber, 'worker-cancel');
+/** The Redis connections a worker holds, by what they are for (each named lid:<purpose> in CLIENT LIST). */
+interface Connections {
+  /** Records, events, claims, presence, callbacks' queue. */
+  worker: Redis;
+  /** The cancel channel's subscription. */
+  cancel: Redis;
+  /** BullMQ's consumer of the jobs queue (it duplicates it for its blocking reads). */
+  queue: Redis;
+  /** BullMQ's consumer of the callbacks queue. */
+  callbacks: Redis;
+}
 
-  await subscriber.subscribe(CHANNELS.cancel);
-  subscriber.on('message', (_channel: string, jobId: string) => active.get(jobId)?.abort(new Error('cancelled')));
+interface Parts {
+  connections: Connections;
+  runtime: SandboxRuntime;
+  presence: NodePresence;
+  consumer: JobConsumer;
+  callbacks: Callbacks;
+  queueWorker: Worker;
+  metricsServer: MetricsServer | null;
+}
 
-  const publish = async (r: Redis) => {
-    await r.zadd(keys.workers, Date.now(), id);
-    const names = images.available();
-    if (names.length) await r.sadd(keys.images, ...names);
-    await activity.heartbeat();
-  };
-  await publish(redis);
-  const heartbeat = setInterval(() => void publish(redis).catch(() => {}), HEARTBEAT_MS);
+export class LidWorker {
+  private closing: Promise<void> | null = null;
+  /** Filled in by assemble, part by part: close() closes whichever exist, also after a start that failed. */
+  private readonly parts: Partial<Parts> = {};
 
-  async function processJob(job: Job, token?: string): Promise<string> {
-    const parsed = QueuedJobSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`malformed queue entry: ${parsed.error.issues[0]?.message}`);
-    const queued = parsed.data;
-    const jlog = log.child({ jobId: queued.id, tenant: queued.tenant, traceId: traceIdOf(queued.traceparent) });
-    if (!(await slots.take(queued.tenant, queued.id))) {
-      await job.moveToDelayed(Date.now() + OVER_LIMIT_DELAY_MS, token);
-      throw new DelayedError(); // the tenant is at its concurrency: keep the job's place, try again shortly
-    }
-    // The first time a job leaves the queue it stops counting against the tenant's max-queued quota.
-    if (await redis.set(keys.jobDequeued(queued.id), '1', 'EX', config.resultTtlSeconds, 'NX')) {
-      await redis.decr(keys.tenantQueued(queued.tenant));
-    }
-    const abort = new AbortController();
-    active.set(queued.id, abort);
-    await activity.started(queued.id);
-    const refresh = setInterval(() => void slots.refresh(queued.tenant, queued.id).catch(() => {}), LEASE_MS / 3);
+  private constructor(
+    readonly id: string,
+    readonly concurrency: number,
+    private readonly config: LidConfig,
+    private readonly opts: WorkerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Where this worker serves GET /metrics, or null (LID_WORKER_METRICS_PORT=off, port taken, shared registry). */
+  get metricsUrl(): string | null {
+    return this.parts.metricsServer?.url ?? null;
+  }
+
+  static async start(config: LidConfig, opts: WorkerOptions): Promise<LidWorker> {
+    const id = `${os.hostname()}-${process.pid}`;
+    const log = opts.logger.child({ worker: id });
+    const signingKey = loadSigningKey(config); // first: a missing or unsafe key file stops the worker before it starts
+    const worker = new LidWorker(id, nodeConcurrency(config), config, opts, log);
     try {
-      jlog.info({ image: queued.request.image }, 'job started');
-      const outcome = await runner.run(queued, abort.signal);
-      jlog.info({ outcome }, 'job ended');
-      if (queued.batchId && outcome !== 'skipped') {
-        await countBatchJobEnded(redis, jobs, callbacks, queued.batchId, config.resultTtlSeconds).catch((e: Error) =>
-          jlog.warn({ err: e.message }, 'batch callback not queued'),
-        );
-      }
-      if (queued.request.callbackUrl && outcome !== 'skipped') {
-        const record = await jobs.get(queued.id);
-        // A failure to queue the delivery must not fail the job, whose result is already stored.
-        if (record)
-          await inSpan('callback', { [ATTR.callbackHost]: new URL(queued.request.callbackUrl).host }, () =>
-            callbacks.send(queued.request.callbackUrl!, record),
-          ).catch((e: Error) => jlog.warn({ err: e.message }, 'callback not queued'));
-      }
-      return outcome;
-    } finally {
-      clearInterval(refresh);
-      active.delete(queued.id);
-      await activity.left(queued.id);
-      await slots.release(queued.tenant, queued.id).catch(() => {});
+      await worker.assemble(signingKey);
+    } catch (e) {
+      await worker.close(); // nothing of a worker that did not start may keep the process alive
+      throw e;
+    }
+    log.info({ concurrency: worker.concurrency }, 'worker started');
+    return worker;
+  }
+
+  private async assemble(signingKey: Buffer): Promise<void> {
+    const { config, opts, log, parts } = this;
+    const metrics = opts.metrics ?? createMetrics();
+    const open = (purpose: string) => {
+      const connection = connectRedis(opts.redisUrl, purpose);
+      connection.on('error', (e) => log.warn({ err: e.message, purpose }, 'redis error'));
+      connection.on('error', () => metrics.redisErrors.inc({ component: purpose }));
+      return connection;
+    };
+    const connections = (parts.connections = {
+      worker: open('worker'),
+      cancel: open('worker-cancel'),
+      queue: open('worker-queue'),
+      callbacks: open('worker-callbacks'),
+    });
+    const redis = connections.worker;
+    const runtime = (parts.runtime = await SandboxRuntime.start({
+      sandboxUids: config.sandboxUids,
+      cgroupParent: config.cgroupParent,
+      mountDir: config.mountDir,
+      threads: config.sandboxThreads,
+    }));
+    const jobs = new JobStore(redis, config.resultTtlSeconds);
+    const images = new ImageAcquirer(ImageStore.open(config.dataDir), {
+      pulls: tenantPulls(config),
+      onCacheHit: () => metrics.imageCacheHits.inc(),
+      onCacheMiss: () => metrics.imageCacheMisses.inc(),
+    });
+    metrics.onImageBytes(() => images.storedBytes());
+    const presence = (parts.presence = new NodePresence({
+      id: this.id,
+      concurrency: this.concurrency,
+      redis,
+      jobs,
+      metrics,
+      offeredImages: () => images.available(),
+      log,
+    }));
+    const callbacks = (parts.callbacks = new Callbacks(
+      redis,
+      connections.callbacks,
+      log,
+      { policy: config.egress },
+      signingKey,
+    ));
+    const runner = new JobRunner(jobs, images, runtime, serverCaps(config), {
+      nofile: config.rlimitNofile,
+      stack: config.rlimitStack,
+    });
+    const consumer = (parts.consumer = new JobConsumer({
+      redis,
+      jobs,
+      claims: new JobClaims(redis, config.resultTtlSeconds),
+      runner,
+      slots: new TenantSlots(redis),
+      presence,
+      callbacks,
+      resultTtlSeconds: config.resultTtlSeconds,
+      log,
+    }));
+
+    await connections.cancel.subscribe(CHANNELS.cancel);
+    connections.cancel.on('message', (_channel: string, jobId: string) => consumer.cancel(jobId));
+    await presence.start(); // ready (the gateway's /readyz) before the first job is taken
+
+    const lockDuration = opts.lockDurationMs ?? 30_000;
+    const queueWorker = (parts.queueWorker = new Worker(QUEUES.jobs, consumer.process, {
+      connection: connections.queue,
+      prefix: QUEUES.prefix,
+      concurrency: this.concurrency,
+      lockDuration,
+      stalledInterval: Math.min(30_000, lockDuration),
+      maxStalledCount: 3,
+    }));
+    queueWorker.on('failed', consumer.onFailed);
+    queueWorker.on('error', (e) => log.warn({ err: e.message }, 'worker error'));
+    // A shared registry is served by its owner; otherwise this worker answers scrapes itself.
+    if (!opts.metrics && config.workerMetricsPort !== 'off') {
+      parts.metricsServer = await serveMetrics(metrics.registry, config.workerMetricsPort, {
+        host: config.metricsHost,
+        token: config.metricsToken,
+        logger: log,
+      });
     }
   }
 
-  const queueConnection = connectRedis(opts.redisUrl, 'worker-queue');
-  queueConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
-  const callbackConnection = queueConnection.duplicate();
-  callbackConnection.on('error', (e) => log.warn({ err: e.message }, 'redis error'));
-  activity.watch(queueConnection, 'worker-queue');
-  activity.watch(callbackConnection, 'worker-callbacks');
-  const callbacks = new Callbacks(redis, callbackConnection, log, { policy: config.egress }, signingKey);
-  const worker = new Worker(QUEUES.jobs, traceJobs(processJob), {
-    connection: queueConnection,
-    prefix: QUEUES.prefix,
-    concurrency,
-    lockDuration: opts.lockDurationMs ?? 30_000,
-    stalledInterval: Math.min(30_000, opts.lockDurationMs ?? 30_000),
-    maxStalledCount: 3,
-  });
-  worker.on('failed', (job, err) => {
-    if (!job || err instanceof DelayedError || err.name === 'DelayedError') return;
-    const last = job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
-    log.warn(
-      {
-        jobId: job.id,
-        tenant: (job.data as { tenant?: string }).tenant,
-        traceId: traceIdOf((job.data as { traceparent?: string }).traceparent),
-        attempt: job.attemptsMade,
-        err: err.message,
-      },
-      last ? 'job failed for good' : 'job failed; will retry',
-    );
-    if (!last || !job.id) return;
-    const request = (job.data as { request?: { callbackUrl?: string } }).request;
-    void runner
-      .giveUp(job.id, err)
-      .then(async () => {
-        await activity.recordEnd(job.id!);
-        const record = await jobs.get(job.id!);
-        if (record && request?.callbackUrl) await callbacks.send(request.callbackUrl, record);
-        const batchId = (job.data as { batchId?: string }).batchId;
-        if (batchId) await countBatchJobEnded(redis, jobs, callbacks, batchId, config.resultTtlSeconds);
-      })
-      .catch(() => {});
-  });
-  worker.on('error', (e) => log.warn({ err: e.message }, 'worker error'));
-  log.info({ concurrency }, 'worker started');
-  // A shared registry is served by its owner; otherwise this worker answers scrapes itself.
-  const metricsServer =
-    opts.metrics || config.workerMetricsPort === 'off'
-      ? null
-      : await serveMetrics(metrics.registry, config.workerMetricsPort, {
-          host: config.metricsHost,
-          token: config.metricsToken,
-          logger: log,
-        });
-
-  let closing: Promise<void> | null = null;
-  return {
-    id,
-    concurrency,
-    metricsUrl: metricsServer?.url ?? null,
-    close() {
-      closing ??= (async () => {
-        clearInterval(heartbeat);
-        const grace = setTimeout(() => {
-          for (const a of active.values()) a.abort(new WorkerStopping('the worker is stopping'));
-        }, config.shutdownGraceMs);
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const [what, step] of this.closeSteps()) {
         try {
-          await worker.close(); // takes no new job; resolves once the running ones are done (or aborted)
-        } finally {
-          clearTimeout(grace);
+          await step();
+        } catch (err) {
+          this.log.warn({ err }, `closing the worker: ${what} failed`);
         }
-        await runtime.close();
-        await callbacks.close();
-        await redis.zrem(keys.workers, id).catch(() => {});
-        await activity.close();
-        await metricsServer?.close();
-        await Promise.allSettled([redis.quit(), subscriber.quit(), queueConnection.quit(), callbackConnection.quit()]);
-        log.info('worker stopped');
-      })();
-      return closing;
-    },
-  };
+      }
+      this.log.info('worker stopped');
+    })();
+    return this.closing;
+  }
+
+  /** In order: stop showing as ready, drain the queue, then close every part; the connections they use last. */
+  private closeSteps(): [string, () => unknown][] {
+    const { connections, runtime, presence, consumer, callbacks, queueWorker, metricsServer } = this.parts;
+    return [
+      ['the heartbeat', () => presence?.stopHeartbeat()],
+      ['the queue consumer', () => queueWorker && consumer && this.drain(queueWorker, consumer)],
+      ['the sandbox runtime', () => runtime?.close()],
+      ['the callbacks', () => callbacks?.close()],
+      ['the node presence', () => presence?.leave()],
+      ['the metrics server', () => metricsServer?.close()],
+      ...Object.entries(connections ?? {}).map(([purpose, c]: [string, Redis]): [string, () => unknown] => [
+        `the ${purpose} connection`,
+        () => c.quit(),
+      ]),
+    ];
+  }
+
+  /** Takes no new job; running ones get LID_SHUTDOWN_GRACE_MS, then are aborted and go back to the queue. */
+  private async drain(queueWorker: Worker, consumer: JobConsumer): Promise<void> {
+    const grace = setTimeout(
+      () => consumer.abortAll(new WorkerStopping('the worker is stopping')),
+      this.config.shutdownGraceMs,
+    );
+    try {
+      await queueWorker.close(); // resolves once the running jobs are done (or aborted)
+    } finally {
+      clearTimeout(grace);
+    }
+  }
 }

@@ -14,7 +14,7 @@ import { loadConfig } from '../../common/config.js';
 import { LidQueueClient } from '../../common/queue-client.js';
 import { importImage } from '../../images/import.js';
 import { ImageStore } from '../../images/store.js';
-import { type RunningWorker, startWorker } from '../../worker/worker.js';
+import { LidWorker } from '../../worker/worker.js';
 import { busyboxLayer, type LayerEntry, writeOciLayout } from '../oci-fixtures.js';
 import { describePrivileged } from '../privileged.js';
 import { startTestRedis, type TestRedis } from '../redis-server.js';
@@ -93,7 +93,7 @@ describePrivileged('hostile images, against the runtime', () => {
 describePrivileged('hostile images, against a worker', () => {
   let redis: TestRedis;
   let client: LidQueueClient;
-  let worker: RunningWorker;
+  let worker: LidWorker;
   const dataDir = path.join(tmp, 'worker-data');
   const images: Record<string, { entries: LayerEntry[]; user?: string }> = {
     'hostile-etc:1': { entries: [{ type: 'symlink', name: 'etc', linkname: '/etc' }], user: 'daemon' },
@@ -123,7 +123,7 @@ describePrivileged('hostile images, against a worker', () => {
     }
     client = new LidQueueClient(redis.url);
     const config = loadConfig({ LID_DATA_DIR: dataDir, LID_WORKER_CONCURRENCY: '2', LID_WORKER_METRICS_PORT: 'off' });
-    worker = await startWorker(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
+    worker = await LidWorker.start(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }) });
   }, 120_000);
   afterAll(async () => {
     await worker?.close();
