@@ -21,6 +21,7 @@ import { TenantStore } from './tenants.js';
 
 /** Streams (SSE, ?wait) still open this long after close() starts are cut; clients reconnect elsewhere. */
 const DRAIN_MS = 2000;
+const KEEP_ALIVE_MS = 65_000;
 
 export interface RunningGateway {
   url: string;
@@ -64,6 +65,11 @@ export async function startGateway(config: LidConfig, opts: GatewayOptions): Pro
     const listening = serve({ fetch: app.fetch, port: config.port }, () => resolve(listening));
     listening.once('error', reject);
   });
+  // Idle keep-alive connections live longer than a client's or a load balancer's own idle timeout (60 s is the
+  // common one): then it is always the client that closes an idle connection, and it never sends a request on a
+  // connection the gateway closed at the same moment (seen as "other side closed" with Node's default of 5 s).
+  (server as Server).keepAliveTimeout = KEEP_ALIVE_MS;
+  (server as Server).headersTimeout = KEEP_ALIVE_MS + 1000;
   const { port } = server.address() as AddressInfo;
   logger.info({ port }, 'gateway listening');
 
