@@ -30,43 +30,47 @@ export type AddressKind =
 type Family = 'ipv4' | 'ipv6';
 
 // Checked in this order, so the narrower kinds (metadata inside link-local and shared, broadcast inside 240/4) win.
-const RANGES: [Exclude<AddressKind, 'public'>, Family, string, number][] = [
-  ['metadata', 'ipv4', '169.254.169.254', 32], // AWS, GCP, Azure, Oracle, OpenStack, DigitalOcean
-  ['metadata', 'ipv4', '169.254.170.2', 32], // AWS ECS task credentials
-  ['metadata', 'ipv4', '100.100.100.200', 32], // Alibaba Cloud
-  ['metadata', 'ipv6', 'fd00:ec2::254', 128], // AWS over IPv6
-  ['broadcast', 'ipv4', '255.255.255.255', 32],
-  ['unspecified', 'ipv4', '0.0.0.0', 8], // connecting to 0.0.0.0 reaches the local host
-  ['unspecified', 'ipv6', '::', 128],
-  ['loopback', 'ipv4', '127.0.0.0', 8],
-  ['loopback', 'ipv6', '::1', 128],
-  ['private', 'ipv4', '10.0.0.0', 8],
-  ['private', 'ipv4', '172.16.0.0', 12],
-  ['private', 'ipv4', '192.168.0.0', 16],
-  ['private', 'ipv6', 'fc00::', 7], // unique local
-  ['private', 'ipv6', 'fec0::', 10], // site-local, deprecated but still routed by some stacks
-  ['private', 'ipv6', '64:ff9b:1::', 48], // local-use NAT64: translates into the site's own network
-  ['shared', 'ipv4', '100.64.0.0', 10],
-  ['link-local', 'ipv4', '169.254.0.0', 16],
-  ['link-local', 'ipv6', 'fe80::', 10],
-  ['multicast', 'ipv4', '224.0.0.0', 4],
-  ['multicast', 'ipv6', 'ff00::', 8],
-  ['reserved', 'ipv4', '192.0.0.0', 24],
-  ['reserved', 'ipv4', '192.0.2.0', 24],
-  ['reserved', 'ipv4', '198.18.0.0', 15],
-  ['reserved', 'ipv4', '198.51.100.0', 24],
-  ['reserved', 'ipv4', '203.0.113.0', 24],
-  ['reserved', 'ipv4', '240.0.0.0', 4],
-  ['reserved', 'ipv6', '100::', 64], // discard-only
-  ['reserved', 'ipv6', '2001:db8::', 32], // documentation
-];
+const RANGES: Record<Exclude<AddressKind, 'public'>, string[]> = {
+  metadata: [
+    '169.254.169.254/32', // AWS, GCP, Azure, Oracle, OpenStack, DigitalOcean
+    '169.254.170.2/32', // AWS ECS task credentials
+    '100.100.100.200/32', // Alibaba Cloud
+    'fd00:ec2::254/128', // AWS over IPv6
+  ],
+  broadcast: ['255.255.255.255/32'],
+  unspecified: ['0.0.0.0/8', '::/128'], // connecting to 0.0.0.0 reaches the local host
+  loopback: ['127.0.0.0/8', '::1/128'],
+  private: [
+    '10.0.0.0/8',
+    '172.16.0.0/12',
+    '192.168.0.0/16',
+    'fc00::/7', // unique local
+    'fec0::/10', // site-local, deprecated but still routed by some stacks
+    '64:ff9b:1::/48', // local-use NAT64: translates into the site's own network
+  ],
+  shared: ['100.64.0.0/10'],
+  'link-local': ['169.254.0.0/16', 'fe80::/10'],
+  multicast: ['224.0.0.0/4', 'ff00::/8'],
+  reserved: [
+    '192.0.0.0/24',
+    '192.0.2.0/24',
+    '198.18.0.0/15',
+    '198.51.100.0/24',
+    '203.0.113.0/24',
+    '240.0.0.0/4',
+    '100::/64', // discard-only
+    '2001:db8::/32', // documentation
+  ],
+};
 
-const KINDS: { kind: Exclude<AddressKind, 'public'>; list: net.BlockList }[] = [];
-for (const [kind, family, address, prefix] of RANGES) {
-  let entry = KINDS.find((k) => k.kind === kind);
-  if (!entry) KINDS.push((entry = { kind, list: new net.BlockList() }));
-  entry.list.addSubnet(address, prefix, family);
-}
+const KINDS = Object.entries(RANGES).map(([kind, cidrs]) => {
+  const list = new net.BlockList();
+  for (const cidr of cidrs) {
+    const [address, prefix] = cidr.split('/') as [string, string];
+    list.addSubnet(address, Number(prefix), net.isIPv6(address) ? 'ipv6' : 'ipv4');
+  }
+  return { kind: kind as Exclude<AddressKind, 'public'>, list };
+});
 
 /** An address as Lid judges it: the IPv4 address an IPv6 spelling carries, else the address itself. */
 export function effectiveAddress(address: string): { address: string; family: Family } {

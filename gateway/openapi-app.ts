@@ -17,7 +17,7 @@ import {
 } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { z } from 'zod';
-import { ErrorEnvelopeSchema } from '../common/http-api.js';
+import { ErrorEnvelopeSchema, SubmitHeadersSchema } from '../common/http-api.js';
 import { invalidInput, problemsOf } from '../common/validation.js';
 import { ApiError, STATUS_OF } from './api-error.js';
 import type { GatewayEnv } from './deps.js';
@@ -74,6 +74,16 @@ export const jsonBody = <S extends z.ZodType>(schema: S) => ({
   required: true,
   content: { 'application/json': { schema } },
 });
+
+/**
+ * What every submission route (a job, a batch) takes besides its own query: the Idempotency-Key and traceparent
+ * headers and a JSON body; and the errors any submission may meet.
+ */
+export const submissionRequest = <S extends z.ZodType>(body: S) => ({
+  headers: SubmitHeadersSchema,
+  body: jsonBody(body),
+});
+export const submissionErrors = () => errorResponses(400, 401, 409, 413, 429, 503);
 
 type BodyRouteConfig = RouteConfig & {
   request: { body: ReturnType<typeof jsonBody> };

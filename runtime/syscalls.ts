@@ -33,6 +33,38 @@ function check(result: number | bigint, describe: () => string): number {
   return n;
 }
 
+// The kernel's and glibc's numbers these wrappers pass, x86_64, in one place (from the kernel's uapi headers and
+// glibc's <spawn.h>, <signal.h>): system calls glibc has no wrapper for, and the flags and sizes the calls take.
+const SYS = { pivot_root: 155, capget: 125, capset: 126, open_tree: 428, mount_setattr: 442 } as const;
+const PR = {
+  SET_SECCOMP: 22,
+  CAPBSET_DROP: 24,
+  SET_NO_NEW_PRIVS: 38,
+  CAP_AMBIENT: 47,
+  CAP_AMBIENT_RAISE: 2,
+  SECCOMP_MODE_FILTER: 2,
+} as const;
+const FLAG = {
+  CLOSE_RANGE_CLOEXEC: 1 << 2,
+  S_IFCHR: 0o020000,
+  F_DUPFD_CLOEXEC: 1030,
+  WNOHANG: 1,
+  LOCK_EX: 2,
+  LOCK_NB: 4,
+  MFD_CLOEXEC: 1,
+  AT_FDCWD: -100,
+  AT_EMPTY_PATH: 0x1000,
+  OPEN_TREE_CLONE: 1,
+  OPEN_TREE_CLOEXEC: 0o2000000,
+  POSIX_SPAWN_SETSIGDEF: 0x04,
+  POSIX_SPAWN_SETSIGMASK: 0x08,
+  LINUX_CAPABILITY_VERSION_3: 0x20080522,
+} as const;
+const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, IDMAP: 0x100000 } as const;
+/** glibc's opaque structure sizes, for buffers the calls fill. */
+const SIZEOF = { FILE_ACTIONS: 80, SPAWNATTR: 336, SIGSET: 128 } as const;
+const EWOULDBLOCK = 11;
+
 const q = (s: string | null) => (s === null ? 'NULL' : JSON.stringify(s));
 
 const c = {
@@ -75,13 +107,6 @@ const c = {
   pwrite: libc.func('long pwrite(int fd, const void *buf, size_t len, long offset)'),
 };
 
-const SYS_pivot_root = 155; // x86_64; glibc has no wrapper
-const PR_SET_NO_NEW_PRIVS = 38;
-const PR_SET_SECCOMP = 22;
-const SECCOMP_MODE_FILTER = 2;
-const CLOSE_RANGE_CLOEXEC = 1 << 2;
-const S_IFCHR = 0o020000;
-
 export function unshare(flags: number): void {
   check(c.unshare(flags), () => `unshare(${formatCloneFlags(flags)})`);
 }
@@ -109,7 +134,7 @@ export function umount2(target: string, flags: number): void {
 
 export function pivotRoot(newRoot: string, putOld: string): void {
   check(
-    c.syscall(SYS_pivot_root, 'const char *', newRoot, 'const char *', putOld),
+    c.syscall(SYS.pivot_root, 'const char *', newRoot, 'const char *', putOld),
     () => `pivot_root(${q(newRoot)}, ${q(putOld)})`,
   );
 }
@@ -133,7 +158,7 @@ export function sethostname(name: string): void {
 /** Creates a character device node (mode bits given without the type). */
 export function mknodChar(p: string, mode: number, major: number, minor: number): void {
   const dev = (BigInt(major) << 8n) | BigInt(minor);
-  check(c.mknod(p, S_IFCHR | mode, dev), () => `mknod(${q(p)}, char ${major}:${minor})`);
+  check(c.mknod(p, FLAG.S_IFCHR | mode, dev), () => `mknod(${q(p)}, char ${major}:${minor})`);
 }
 
 /** A close-on-exec pipe: [readEnd, writeEnd]. */
@@ -153,7 +178,7 @@ export function write(fd: number, data: Uint8Array): number {
 
 /** Sets no_new_privs on the calling thread; it is inherited by every child it spawns. */
 export function setNoNewPrivs(): void {
-  check(c.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), () => 'prctl(PR_SET_NO_NEW_PRIVS, 1)');
+  check(c.prctl(PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0), () => 'prctl(PR_SET_NO_NEW_PRIVS, 1)');
 }
 
 /** Installs a classic-BPF seccomp filter (an array of 8-byte sock_filter entries) on the calling thread. */
@@ -166,28 +191,22 @@ export function installSeccompFilter(program: Uint8Array): void {
   fprog.writeUInt16LE(count, 0);
   fprog.writeBigUInt64LE(BigInt(koffi.address(program)), 8);
   check(
-    c.prctlPtr(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0),
+    c.prctlPtr(PR.SET_SECCOMP, PR.SECCOMP_MODE_FILTER, fprog, 0, 0),
     () => 'prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)',
   );
 }
 
 /** Marks every fd >= first close-on-exec, so that no inherited descriptor reaches a sandbox. */
 export function markCloseOnExecFrom(first: number): void {
-  check(c.closeRange(first, 0xffffffff, CLOSE_RANGE_CLOEXEC), () => `close_range(${first}, ~0, CLOSE_RANGE_CLOEXEC)`);
+  check(
+    c.closeRange(first, 0xffffffff, FLAG.CLOSE_RANGE_CLOEXEC),
+    () => `close_range(${first}, ~0, CLOSE_RANGE_CLOEXEC)`,
+  );
 }
-
-const F_DUPFD_CLOEXEC = 1030;
-const WNOHANG = 1;
-const POSIX_SPAWN_SETSIGDEF = 0x04;
-const POSIX_SPAWN_SETSIGMASK = 0x08;
-// glibc's opaque sizes on x86_64 (checked against <spawn.h> and <signal.h>)
-const SIZEOF_FILE_ACTIONS = 80;
-const SIZEOF_SPAWNATTR = 336;
-const SIZEOF_SIGSET = 128;
 
 /** Duplicates fd to the lowest free number >= min, close-on-exec. */
 export function dupAtLeast(fd: number, min: number): number {
-  return check(c.fcntl(fd, F_DUPFD_CLOEXEC, min), () => `fcntl(${fd}, F_DUPFD_CLOEXEC, ${min})`);
+  return check(c.fcntl(fd, FLAG.F_DUPFD_CLOEXEC, min), () => `fcntl(${fd}, F_DUPFD_CLOEXEC, ${min})`);
 }
 
 /**
@@ -198,10 +217,10 @@ export function dupAtLeast(fd: number, min: number): number {
  * the calling thread's namespaces, root, no_new_privs and seccomp filter.
  */
 export function posixSpawn(file: string, argv: string[], env: Record<string, string>, fds: [number, number][]): number {
-  const actions = Buffer.alloc(SIZEOF_FILE_ACTIONS);
-  const attr = Buffer.alloc(SIZEOF_SPAWNATTR);
-  const empty = Buffer.alloc(SIZEOF_SIGSET);
-  const all = Buffer.alloc(SIZEOF_SIGSET);
+  const actions = Buffer.alloc(SIZEOF.FILE_ACTIONS);
+  const attr = Buffer.alloc(SIZEOF.SPAWNATTR);
+  const empty = Buffer.alloc(SIZEOF.SIGSET);
+  const all = Buffer.alloc(SIZEOF.SIGSET);
   c.actionsInit(actions);
   c.attrInit(attr);
   try {
@@ -210,7 +229,7 @@ export function posixSpawn(file: string, argv: string[], env: Record<string, str
     c.sigfillset(all);
     c.attrSetSigMask(attr, empty);
     c.attrSetSigDefault(attr, all);
-    c.attrSetFlags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    c.attrSetFlags(attr, FLAG.POSIX_SPAWN_SETSIGMASK | FLAG.POSIX_SPAWN_SETSIGDEF);
     const pid = new Int32Array(1);
     const envp = Object.entries(env).map(([k, v]) => `${k}=${v}`);
     const err = c.spawn(pid, file, actions, attr, [...argv, null], [...envp, null]);
@@ -235,20 +254,15 @@ export type WaitStatus = { exitCode: number; signal: null } | { exitCode: null; 
 /** Reaps a child if it has ended: its exit code or killing signal, or null while it still runs. */
 export function waitpidNoHang(pid: number): WaitStatus | null {
   const status = new Int32Array(1);
-  const r = check(c.waitpid(pid, status, WNOHANG), () => `waitpid(${pid}, WNOHANG)`);
+  const r = check(c.waitpid(pid, status, FLAG.WNOHANG), () => `waitpid(${pid}, WNOHANG)`);
   if (r === 0) return null;
   const s = status[0]!;
   return (s & 0x7f) === 0 ? { exitCode: (s >> 8) & 0xff, signal: null } : { exitCode: null, signal: s & 0x7f };
 }
 
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const EWOULDBLOCK = 11;
-const MFD_CLOEXEC = 1;
-
 /** Takes an exclusive flock(2) on fd without waiting: false when another open file holds it. */
 export function flockExclusiveNoWait(fd: number): boolean {
-  if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  if (c.flock(fd, FLAG.LOCK_EX | FLAG.LOCK_NB) === 0) return true;
   const errno = koffi.errno();
   if (errno === EWOULDBLOCK) return false;
   throw new SyscallError(`flock(${fd}, LOCK_EX|LOCK_NB)`, errno);
@@ -256,7 +270,7 @@ export function flockExclusiveNoWait(fd: number): boolean {
 
 /** An empty anonymous in-memory file (close-on-exec). */
 export function memfd(name: string): number {
-  return check(c.memfdCreate(name, MFD_CLOEXEC), () => `memfd_create(${q(name)}, MFD_CLOEXEC)`);
+  return check(c.memfdCreate(name, FLAG.MFD_CLOEXEC), () => `memfd_create(${q(name)}, MFD_CLOEXEC)`);
 }
 
 /** Writes all of `data` at `offset` of fd (its file position does not move). */
@@ -267,14 +281,6 @@ export function pwriteAll(fd: number, data: Uint8Array, offset = 0): void {
   }
 }
 
-const SYS_open_tree = 428;
-const SYS_mount_setattr = 442;
-const AT_FDCWD = -100;
-const AT_EMPTY_PATH = 0x1000;
-const OPEN_TREE_CLONE = 1;
-const OPEN_TREE_CLOEXEC = 0o2000000;
-const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, IDMAP: 0x100000 } as const;
-
 /**
  * A detached, read-only, nosuid, nodev copy of the mount at `dir` whose file owners appear through the user namespace
  * `usernsFd` (an idmapped mount): an image file owned by uid u on disk shows as owned by whatever host id u maps to.
@@ -282,7 +288,15 @@ const MOUNT_ATTR = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, IDMAP: 0x100000 } as 
  */
 export function idmappedTree(dir: string, usernsFd: number): number {
   const fd = check(
-    c.syscall(SYS_open_tree, 'int', AT_FDCWD, 'const char *', dir, 'unsigned int', OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC),
+    c.syscall(
+      SYS.open_tree,
+      'int',
+      FLAG.AT_FDCWD,
+      'const char *',
+      dir,
+      'unsigned int',
+      FLAG.OPEN_TREE_CLONE | FLAG.OPEN_TREE_CLOEXEC,
+    ),
     () => `open_tree(${q(dir)}, OPEN_TREE_CLONE)`,
   );
   try {
@@ -295,13 +309,13 @@ export function idmappedTree(dir: string, usernsFd: number): number {
     ]);
     check(
       c.syscall(
-        SYS_mount_setattr,
+        SYS.mount_setattr,
         'int',
         fd,
         'const char *',
         '',
         'unsigned int',
-        AT_EMPTY_PATH,
+        FLAG.AT_EMPTY_PATH,
         'void *',
         attr,
         'size_t',
@@ -317,13 +331,6 @@ export function idmappedTree(dir: string, usernsFd: number): number {
   return fd;
 }
 
-const PR_CAPBSET_DROP = 24;
-const PR_CAP_AMBIENT = 47;
-const PR_CAP_AMBIENT_RAISE = 2;
-const SYS_capget = 125;
-const SYS_capset = 126;
-const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
-
 /**
  * Gives the programs the calling thread execs exactly `caps`, whatever the program: they become inheritable and
  * ambient (kept across execve), and the bounding set is emptied (so nothing else can be gained, and nothing the
@@ -333,17 +340,17 @@ export function passOnlyCapabilities(caps: number[], lastCap: number): void {
   // capabilities the thread does not hold itself are left out
   // struct __user_cap_header_struct { u32 version; int pid; } and two struct __user_cap_data_struct
   // { u32 effective, permitted, inheritable; } (low and high 32 capabilities)
-  const header = new Uint32Array([LINUX_CAPABILITY_VERSION_3, 0]);
+  const header = new Uint32Array([FLAG.LINUX_CAPABILITY_VERSION_3, 0]);
   const data = new Uint32Array(6);
-  check(c.syscall(SYS_capget, 'void *', header, 'void *', data), () => 'capget()');
+  check(c.syscall(SYS.capget, 'void *', header, 'void *', data), () => 'capget()');
   const permitted = (cap: number) => (data[(cap >> 5) * 3 + 1]! & (1 << (cap & 31))) !== 0;
   caps = caps.filter(permitted); // a container may have withheld some (seen here: CAP_SYS_RESOURCE)
   for (const cap of caps) data[(cap >> 5) * 3 + 2]! |= 1 << (cap & 31);
-  check(c.syscall(SYS_capset, 'void *', header, 'void *', data), () => 'capset(inheritable)');
+  check(c.syscall(SYS.capset, 'void *', header, 'void *', data), () => 'capset(inheritable)');
   for (const cap of caps)
-    check(c.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), () => `prctl(PR_CAP_AMBIENT_RAISE, ${cap})`);
+    check(c.prctl(PR.CAP_AMBIENT, PR.CAP_AMBIENT_RAISE, cap, 0, 0), () => `prctl(PR_CAP_AMBIENT_RAISE, ${cap})`);
   for (let cap = 0; cap <= lastCap; cap++)
-    check(c.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), () => `prctl(PR_CAPBSET_DROP, ${cap})`);
+    check(c.prctl(PR.CAPBSET_DROP, cap, 0, 0, 0), () => `prctl(PR_CAPBSET_DROP, ${cap})`);
 }
 
 export function gettid(): number {

@@ -4,13 +4,7 @@
 // validate the request and make /openapi.json.
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import {
-  BatchCreatedSchema,
-  BatchRequestSchema,
-  BatchViewSchema,
-  SubmitHeadersSchema,
-  PageQuerySchema,
-} from '../../common/http-api.js';
+import { BatchCreatedSchema, BatchRequestSchema, BatchViewSchema, PageQuerySchema } from '../../common/http-api.js';
 import { type BatchRecord, countByState } from '../../common/batch-store.js';
 import type { JobRecord } from '../../common/job.js';
 import { isRedisFull } from '../../common/redis.js';
@@ -19,7 +13,14 @@ import { BATCH_ID, newBatchId } from '../api-schemas.js';
 import type { Services } from '../deps.js';
 import { traceparent } from '../headers.js';
 import { checkCallbackUrl, checkJobs } from '../job-checks.js';
-import { bodyRoute, errorResponses, jsonBody, jsonResponse, openApiApp } from '../openapi-app.js';
+import {
+  bodyRoute,
+  errorResponses,
+  jsonResponse,
+  openApiApp,
+  submissionErrors,
+  submissionRequest,
+} from '../openapi-app.js';
 import { Submission } from '../submission.js';
 
 const submitBatch = createRoute({
@@ -27,11 +28,8 @@ const submitBatch = createRoute({
   path: '/',
   summary: 'Submit a batch of up to 1000 jobs',
   description: 'All jobs are checked first: one bad spec is a 400 naming jobs.<i>.<field> and none is queued.',
-  request: { headers: SubmitHeadersSchema, body: jsonBody(BatchRequestSchema) },
-  responses: {
-    202: jsonResponse(BatchCreatedSchema, 'the jobs are queued'),
-    ...errorResponses(400, 401, 409, 413, 429, 503),
-  },
+  request: submissionRequest(BatchRequestSchema),
+  responses: { 202: jsonResponse(BatchCreatedSchema, 'the jobs are queued'), ...submissionErrors() },
 });
 
 const getBatch = createRoute({

@@ -6,13 +6,7 @@ import { createRoute } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import {
-  SubmitHeadersSchema,
-  JobRecordSchema,
-  type JobTrace,
-  JobTraceSchema,
-  WaitQuerySchema,
-} from '../../common/http-api.js';
+import { JobRecordSchema, type JobTrace, JobTraceSchema, WaitQuerySchema } from '../../common/http-api.js';
 import { type JobRecord, JobRequestSchema } from '../../common/job.js';
 import { isRedisFull } from '../../common/redis.js';
 import { ATTR } from '../../common/telemetry.js';
@@ -23,7 +17,14 @@ import type { GatewayEnv, Services } from '../deps.js';
 import { traceparent } from '../headers.js';
 import { isFinal, waitForFinal } from '../job-events.js';
 import { checkJobs } from '../job-checks.js';
-import { bodyRoute, errorResponses, jsonBody, jsonResponse, openApiApp } from '../openapi-app.js';
+import {
+  bodyRoute,
+  errorResponses,
+  jsonResponse,
+  openApiApp,
+  submissionErrors,
+  submissionRequest,
+} from '../openapi-app.js';
 import { Submission } from '../submission.js';
 import { sendEvents } from '../sse.js';
 
@@ -35,11 +36,11 @@ const submitJob = createRoute({
   path: '/',
   summary: 'Submit a job',
   description: 'Queues a job. With ?wait=N, answers 200 with the finished record if the job ends within N seconds.',
-  request: { query: WaitQuerySchema, headers: SubmitHeadersSchema, body: jsonBody(JobRequestSchema) },
+  request: { query: WaitQuerySchema, ...submissionRequest(JobRequestSchema) },
   responses: {
     200: jsonResponse(JobRecordSchema, 'the job ended within ?wait'),
     202: jsonResponse(JobRecordSchema, 'the job is queued (or still running at the end of ?wait)'),
-    ...errorResponses(400, 401, 409, 413, 429, 503),
+    ...submissionErrors(),
   },
 });
 
