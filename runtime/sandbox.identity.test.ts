@@ -49,7 +49,14 @@ function canIdmap(dir: string): boolean {
   }
 }
 
-const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+/** The host uid of a process, or null when it has ended meanwhile. */
+function uidOf(pid: number): number | null {
+  try {
+    return Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  } catch {
+    return null;
+  }
+}
 
 describePrivileged('sandbox identity', () => {
   const h = useSandboxes();
@@ -134,16 +141,18 @@ describePrivileged('sandbox identity', () => {
   });
 
   it('gives every running sandbox its own host uid, in the reserved range and no host account’s', async () => {
-    const marker = '1.4441';
+    // Long enough that all three run at once even under the v2 VM's emulated CPU, where each takes a while to start.
+    const marker = '3.4441';
     const running = Array.from({ length: 3 }, () =>
       h.run({ rootfs: layers, user: 'app', argv: ['sh', '-c', `sleep ${marker}; id -u`] }),
     );
-    let pids: number[] = [];
-    for (let waited = 0; pids.length < 3 && waited < 5000; waited += 50) {
+    let uids: number[] = [];
+    for (let waited = 0; uids.length < 3 && waited < 12_000; waited += 50) {
       await new Promise((r) => setTimeout(r, 50));
-      pids = hostProcessesWith(marker).filter((p) => uidOf(p) !== 0);
+      uids = hostProcessesWith(marker)
+        .map(uidOf)
+        .filter((uid): uid is number => uid !== null && uid !== 0);
     }
-    const uids = pids.map(uidOf);
     expect(new Set(uids).size).toBe(3);
     const { first, count } = DEFAULT_UID_RANGE;
     for (const uid of uids) {
