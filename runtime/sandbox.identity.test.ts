@@ -146,8 +146,10 @@ describePrivileged('sandbox identity', () => {
     const running = Array.from({ length: 3 }, () =>
       h.run({ rootfs: layers, user: 'app', argv: ['sh', '-c', `sleep ${marker}; id -u`] }),
     );
+    // Each sandbox shows as two processes (sh and its sleep, same uid): wait until three distinct uids are seen at
+    // once, which a shared uid never gives.
     let uids: number[] = [];
-    for (let waited = 0; uids.length < 3 && waited < 12_000; waited += 50) {
+    for (let waited = 0; new Set(uids).size < 3 && waited < 12_000; waited += 50) {
       await new Promise((r) => setTimeout(r, 50));
       uids = hostProcessesWith(marker)
         .map(uidOf)
