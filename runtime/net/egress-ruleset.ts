@@ -13,7 +13,8 @@
 //   denied    ipv4_addr, dynamic, counter            refused packets per sandbox
 //
 // Refused packets are counted by the rule that refuses them (`update @denied { ip saddr counter }`): no element
-// exists until a sandbox is refused once, and the count is read with one GETSETELEM of one key. Counting is a rule
+// exists until a sandbox is refused once, and the count is read with one GETSETELEM of one key. Only admitted
+// addresses are counted (a released sandbox's last packets, or forged sources, add nothing), and counting is a rule
 // apart from the drop, so a full `denied` set could lose counts, never let a packet through. TCP and UDP match the
 // allowlist; ICMP does not (errors about allowed flows pass as ct related; `internet` sandboxes may ping).
 import crypto from 'node:crypto';
@@ -140,7 +141,7 @@ add rule ${t} sandbox ip saddr != @admitted jump refuse
 add rule ${t} sandbox ${tcpUdp} ip saddr . ip daddr . th dport @allow accept
 add rule ${t} sandbox ${tcpUdp} ip saddr . ip daddr . th dport @resolved accept
 add rule ${t} sandbox jump refuse
-add rule ${t} refuse update @denied { ip saddr counter }
+add rule ${t} refuse ip saddr @admitted update @denied { ip saddr counter }
 add rule ${t} refuse drop
 add rule ${t} input iifname ${br} meta nfproto ipv6 drop
 add rule ${t} input iifname ${br} ip daddr ${cfg.gateway} ${tcpUdp} th dport 53 accept
