@@ -373,9 +373,8 @@ export function netlinkSend(fd: number, data: Uint8Array): void {
   check(c.sendto(fd, data, data.length, 0, kernel, kernel.length), () => `sendto(netlink ${fd}, ${data.length} bytes)`);
 }
 
-/** Receives one datagram from the kernel, waiting for it. */
-export function netlinkReceive(fd: number): Buffer {
-  const buf = Buffer.alloc(NETLINK_BUFFER);
+/** Receives one datagram from the kernel, waiting for it (into `buf` when given: a caller that reuses one). */
+export function netlinkReceive(fd: number, buf = Buffer.alloc(NETLINK_BUFFER)): Buffer {
   const n = check(c.recv(fd, buf, buf.length, 0), () => `recv(netlink ${fd})`);
   return buf.subarray(0, n);
 }

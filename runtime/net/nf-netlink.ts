@@ -86,9 +86,10 @@ function elementList(ref: ElementRef, elements: SetElement[]): Buffer {
 }
 
 /**
- * One transaction: BATCH_BEGIN, a NEWSETELEM or DELSETELEM per change (each asking for an ACK, so that every message
- * is answered), BATCH_END. Adding an element that exists is not an error (no NLM_F_EXCL); deleting one that does not
- * is (ENOENT), and fails the whole batch. Sequence numbers are seq, seq+1, ...
+ * One transaction: BATCH_BEGIN, a NEWSETELEM or DELSETELEM per change, BATCH_END. Sequence numbers are seq, seq+1, ...
+ * Only the last change asks for an ACK: the kernel reports every failing message anyway, before that ACK, so one
+ * datagram answers a batch that applied. Adding an element that exists is not an error (no NLM_F_EXCL); deleting
+ * one that does not is (ENOENT), and fails the whole batch.
  */
 export function batchMessage(seq: number, changes: ElementChange[]): Buffer {
   const parts = [
@@ -96,7 +97,8 @@ export function batchMessage(seq: number, changes: ElementChange[]): Buffer {
   ];
   for (const [i, c] of changes.entries()) {
     const type = nftType(c.op === 'add' ? NFT_MSG.NEWSETELEM : NFT_MSG.DELSETELEM);
-    const flags = NLM_F.REQUEST | NLM_F.ACK | (c.op === 'add' ? NLM_F.CREATE : 0);
+    const ack = i === changes.length - 1 ? NLM_F.ACK : 0;
+    const flags = NLM_F.REQUEST | ack | (c.op === 'add' ? NLM_F.CREATE : 0);
     parts.push(nfMessage(type, flags, seq + 1 + i, NFPROTO_INET, 0, elementList(c, c.elements)));
   }
   const end = seq + 1 + changes.length;
@@ -178,8 +180,10 @@ export function parseElements(body: Buffer): DumpedElement[] {
   if (!list) return [];
   return attrList(list).map(([, elem]) => {
     const a = new Map(attrList(elem));
-    const key = value(a.get(NFTA_SET_ELEM.KEY)) ?? Buffer.alloc(0);
-    const keyEnd = value(a.get(NFTA_SET_ELEM.KEY_END));
+    // Copies: the answer's buffer is reused by the next receive.
+    const key = Buffer.from(value(a.get(NFTA_SET_ELEM.KEY)) ?? Buffer.alloc(0));
+    const end = value(a.get(NFTA_SET_ELEM.KEY_END));
+    const keyEnd = end && Buffer.from(end);
     const exprs = a.has(NFTA_SET_ELEM.EXPR)
       ? [a.get(NFTA_SET_ELEM.EXPR)!]
       : attrList(a.get(NFTA_SET_ELEM.EXPRESSIONS) ?? Buffer.alloc(0)).map(([, e]) => e);
@@ -199,21 +203,27 @@ function failure(what: string, errno: number): LidError {
 export class NfNetlink {
   private seq = 1;
   private readonly fd = sys.netlinkSocket(NETLINK_NETFILTER);
+  /** One receive buffer for the socket's life: what a caller keeps of an answer is copied out of it. */
+  private readonly buf = Buffer.alloc(64 * 1024);
+
+  private receive(): NfReply[] {
+    return parseNfReplies(sys.netlinkReceive(this.fd, this.buf));
+  }
 
   /**
-   * Applies the changes as one transaction; throws a LidError (details.errno) if the kernel refused any of them, in
-   * which case none applied. Answers of earlier requests still queued (after a failure) are told apart by seq.
+   * Applies the changes as one transaction; throws a LidError (details.errno) if the kernel refused any of them (or
+   * the batch itself), in which case none applied. Answers still queued from an earlier batch are told apart by seq.
    */
   apply(changes: ElementChange[], what: string): void {
     if (!changes.length) return;
-    const first = this.seq + 1;
-    const last = first + changes.length - 1;
-    const batch = batchMessage(this.seq, changes);
+    const begin = this.seq;
+    const last = begin + changes.length;
+    const batch = batchMessage(begin, changes);
     this.seq = last + 2;
     sys.netlinkSend(this.fd, batch);
     for (;;) {
-      for (const r of parseNfReplies(sys.netlinkReceive(this.fd))) {
-        if (r.type !== NLMSG_ERROR || r.seq < first || r.seq > last) continue;
+      for (const r of this.receive()) {
+        if (r.type !== NLMSG_ERROR || r.seq < begin || r.seq > last + 1) continue;
         if (r.errno) throw failure(what, r.errno);
         if (r.seq === last) return;
       }
@@ -225,7 +235,7 @@ export class NfNetlink {
     const seq = this.seq++;
     sys.netlinkSend(this.fd, getElementMessage(seq, ref, key));
     for (;;) {
-      for (const r of parseNfReplies(sys.netlinkReceive(this.fd))) {
+      for (const r of this.receive()) {
         if (r.seq !== seq) continue;
         if (r.type === NLMSG_ERROR) {
           if (r.errno === 2 /* ENOENT */) return null;
@@ -242,7 +252,7 @@ export class NfNetlink {
     sys.netlinkSend(this.fd, dumpElementsMessage(seq, ref));
     const out: DumpedElement[] = [];
     for (;;) {
-      for (const r of parseNfReplies(sys.netlinkReceive(this.fd))) {
+      for (const r of this.receive()) {
         if (r.seq !== seq) continue;
         if (r.type === NLMSG_DONE) return out;
         if (r.type === NLMSG_ERROR) throw failure(what, r.errno ?? 0);
