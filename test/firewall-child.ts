@@ -5,6 +5,7 @@
 import readline from 'node:readline';
 import { EgressFirewall, type FirewallConfig } from '../runtime/net/egress-firewall.js';
 import type { NetworkPolicy, PortRange } from '../common/network-policy.js';
+import { NfNetlink } from '../runtime/net/nf-netlink.js';
 
 let fw: EgressFirewall | undefined;
 const need = () =>
@@ -45,6 +46,30 @@ const ops: Record<string, (...args: never[]) => unknown> = {
   sandboxes: () => need().sandboxes(),
   close: () => need().close(),
   bench,
+  /** A batch the kernel refuses, on the firewall's own kind of socket, then one it accepts on the same socket. */
+  refusedThenAccepted: () => {
+    const nl = new NfNetlink();
+    const key = Buffer.from([10, 231, 255, 253]);
+    const ref = { table: 'lid', set: 'internet' };
+    let refused = '';
+    try {
+      nl.apply(
+        [
+          { ...ref, op: 'add', elements: [{ key }] },
+          { ...ref, op: 'delete', elements: [{ key: Buffer.from([10, 231, 255, 252]) }] },
+        ],
+        'test',
+      );
+    } catch (e) {
+      refused = (e as Error).message;
+    }
+    const appliedNothing = nl.get(ref, key, 'test') === null;
+    nl.apply([{ ...ref, op: 'add', elements: [{ key }] }], 'test');
+    const thenApplied = nl.get(ref, key, 'test') !== null;
+    nl.apply([{ ...ref, op: 'delete', elements: [{ key }] }], 'test');
+    nl.close();
+    return { refused, appliedNothing, thenApplied };
+  },
 };
 
 for await (const line of readline.createInterface({ input: process.stdin })) {

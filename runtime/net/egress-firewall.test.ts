@@ -225,6 +225,39 @@ describePrivileged('egress firewall (table inet lid) with real packets between n
     expect(connect(NS.a, '198.51.100.11', 80)).toBeNull();
   });
 
+  it('a batch the kernel refuses applies nothing, and the socket goes on serving', async () => {
+    expect(await fw('refusedThenAccepted')).toEqual({
+      refused: expect.stringMatching(/ENOENT/),
+      appliedNothing: true,
+      thenApplied: true,
+    });
+  });
+
+  it("a crashed runtime's elements are swept by the next admission of its address, or by another's release", async () => {
+    const crashed = firewallProcess();
+    await crashed('open', CFG);
+    await crashed('admit', A, allow(['198.51.100.10', 32, [80, 80]]));
+    await crashed('allowResolved', A, '198.51.100.11', [80, 80], 60);
+    await crashed('admit', B, { kind: 'internet' });
+    expect(connect(NS.a, '198.51.100.11', 80)).toBe('192.0.2.1');
+    children.at(-1)!.kill('SIGKILL');
+    // The next runtime to hold these addresses (a runtime keeps its addresses until it closes, so only one that never
+    // released them may find another's elements).
+    const next = firewallProcess();
+    await next('open', CFG);
+    expect(await next<string[]>('sandboxes')).toEqual(expect.arrayContaining([A, B]));
+    await next('admit', A, { kind: 'none' }); // swept first
+    expect(listTable()).not.toMatch(/10\.231\.0\.5 \. /);
+    expect(connect(NS.a, '198.51.100.10', 80)).toBeNull();
+    expect(connect(NS.a, '198.51.100.11', 80)).toBeNull();
+    await next('release', B); // the sweeper's path: never admitted by this instance
+    expect(listTable()).not.toContain(B);
+    expect(connect(NS.b, '198.51.100.10', 8080)).toBeNull();
+    await next('release', A);
+    expect(await next('sandboxes')).toEqual([]);
+    await next('close');
+  });
+
   it('a second opener with another configuration fails while sandboxes are in the table', async () => {
     await fw('admit', A, { kind: 'internet' });
     const other = firewallProcess();
