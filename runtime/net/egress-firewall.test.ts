@@ -205,6 +205,8 @@ describePrivileged('egress firewall (table inet lid) with real packets between n
     expect(await fw('allowResolved', A, '198.51.100.11', [80, 80], 1)).toBe(1);
     expect(connect(NS.a, '198.51.100.11', 80)).toBe('192.0.2.1');
     expect(connect(NS.a, '198.51.100.11', 8080)).toBeNull();
+    expect(await fw('allowResolved', A, '198.51.100.12', [80, 80], 60)).toBe(60);
+    expect(connect(NS.a, '198.51.100.12', 80)).toBeNull(); // deny wins over an answer (DNS rebinding)
     await new Promise((r) => setTimeout(r, 2500));
     expect(connect(NS.a, '198.51.100.11', 80)).toBeNull();
   });

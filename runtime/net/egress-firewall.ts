@@ -75,12 +75,15 @@ interface Admission {
 }
 
 const RANGE_SETS = ['allow', 'resolved'] as const;
+/** DNS allows TTLs of years; an answer is trusted for a day at most (the resolver is told so: see allowResolved). */
+const MAX_TTL_SECONDS = 86_400;
 
 export class EgressFirewall {
   private readonly admissions = new Map<string, Admission>();
   /** Range elements of released sandboxes, deleted in the next turn of the event loop. */
   private readonly pending = new Map<string, ElementChange[]>();
   private drainScheduled = false;
+  private closed = false;
   /**
    * Addresses known to hold no element: released by this instance, which keeps them (a runtime keeps its uid slots
    * until it closes: runtime/uid-slots.ts). Any other address is looked for in the sets before its admission, in
@@ -102,6 +105,8 @@ export class EgressFirewall {
       if (created.ok) break;
       const tag = tableTag();
       if (tag === null && attempt < 2) continue; // deleted meanwhile: create it again
+      if (tag === null)
+        throw new LidError('setup_failed', `nft: creating table inet ${TABLE} failed: ${created.error}`);
       if (tag === configTag(cfg)) {
         const updated = nft(denyText(cfg));
         if (!updated.ok) throw new LidError('setup_failed', `nft: updating the deny set failed: ${updated.error}`);
@@ -160,8 +165,16 @@ export class EgressFirewall {
     const answers = this.admissions.get(sandbox)?.answers;
     if (!answers) return 0;
     if (!net.isIPv4(address)) throw new RangeError(`resolved address ${JSON.stringify(address)} is not IPv4`);
+    if (!(
+      Number.isInteger(ports[0]) &&
+      Number.isInteger(ports[1]) &&
+      1 <= ports[0] &&
+      ports[0] <= ports[1] &&
+      ports[1] <= 65535
+    ))
+      throw new RangeError(`ports ${JSON.stringify(ports)} must be a range within 1-65535`);
     const now = Date.now();
-    const ttlMs = Math.max(1, Math.ceil(ttlSeconds)) * 1000;
+    const ttlMs = Math.min(MAX_TTL_SECONDS, Math.max(1, Math.ceil(ttlSeconds) || 1)) * 1000;
     const old = answers.get(address);
     const live = old && old.expires > now ? old : undefined;
     const merged = mergeRanges([...(live?.ports ?? []), [ports[0], ports[1]]]);
@@ -223,6 +236,8 @@ export class EgressFirewall {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     try {
       this.drain();
     } finally {
