@@ -68,7 +68,6 @@ interface Answer {
 }
 
 interface Admission {
-  internet: boolean;
   allow: SetElement[];
   /** DNS answers by destination address. */
   answers: Map<string, Answer>;
@@ -112,7 +111,7 @@ export class EgressFirewall {
         if (!updated.ok) throw new LidError('setup_failed', `nft: updating the deny set failed: ${updated.error}`);
         break;
       }
-      const inUse = tag === null ? [] : EgressFirewall.using(new NfNetlink(), (fw) => fw.sandboxes());
+      const inUse = EgressFirewall.using(new NfNetlink(), (fw) => fw.sandboxes());
       if (inUse.length || attempt >= 2)
         throw new LidError(
           'setup_failed',
@@ -151,7 +150,7 @@ export class EgressFirewall {
     this.nl.apply(changes, `admitting ${sandbox}`);
     this.pending.delete(sandbox);
     this.clean.delete(sandbox);
-    this.admissions.set(sandbox, { internet: policy.kind === 'internet', allow, answers: new Map() });
+    this.admissions.set(sandbox, { allow, answers: new Map() });
   }
 
   /**
@@ -205,7 +204,7 @@ export class EgressFirewall {
     const known = this.admissions.get(sandbox);
     const ranges = known
       ? [
-          ...change('delete', 'allow', known.allow), // static: there until deleted
+          ...removal('allow', known.allow),
           ...removal(
             'resolved',
             [...known.answers].flatMap(([ip, r]) =>
@@ -216,10 +215,9 @@ export class EgressFirewall {
       : this.clean.has(sandbox)
         ? []
         : this.leftovers(sandbox, RANGE_SETS);
-    const gate = known
-      ? [...change('delete', 'admitted', [{ key }]), ...change('delete', 'internet', known.internet ? [{ key }] : [])]
-      : [...removal('admitted', [{ key }]), ...removal('internet', [{ key }])];
-    this.nl.apply([...gate, ...removal('denied', [{ key }])], `releasing ${sandbox}`);
+    // Removals, not deletes, even of what this instance added: a sweeper elsewhere may have got there first.
+    const hashes = ['admitted', 'internet', 'denied'].flatMap((set) => removal(set, [{ key }]));
+    this.nl.apply(hashes, `releasing ${sandbox}`);
     this.admissions.delete(sandbox);
     if (ranges.length) this.pending.set(sandbox, [...(this.pending.get(sandbox) ?? []), ...ranges]);
     this.clean.add(sandbox);
