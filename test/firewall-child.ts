@@ -17,23 +17,36 @@ const need = () =>
 /** Cycles left out of the figures: the first ones run before the JIT has compiled the path. */
 const WARM_UP = 200;
 
-/** Median microseconds of admit then release of one address, `n` times, with a turn of the event loop between. */
-async function bench(n: number, policy: NetworkPolicy): Promise<{ admitUs: number; releaseUs: number }> {
-  const admit: number[] = [];
-  const release: number[] = [];
+/**
+ * Median microseconds of admit, a DNS answer, a read of the refusals and release of one address, `n` times, with a
+ * turn of the event loop between.
+ */
+async function bench(n: number, policy: NetworkPolicy) {
+  const [admit, answer, denied, release]: [number[], number[], number[], number[]] = [[], [], [], []];
   const us = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1000;
   for (let i = 0; i < n + WARM_UP; i++) {
-    if (i === WARM_UP) admit.length = release.length = 0;
+    if (i === WARM_UP) admit.length = answer.length = denied.length = release.length = 0;
     let t0 = process.hrtime.bigint();
     need().admit('10.231.255.254', policy);
     admit.push(us(t0));
+    t0 = process.hrtime.bigint();
+    need().allowResolved('10.231.255.254', `198.18.${i >> 8}.${i & 255}`, [443, 443], 60);
+    answer.push(us(t0));
+    t0 = process.hrtime.bigint();
+    need().denied('10.231.255.254');
+    denied.push(us(t0));
     t0 = process.hrtime.bigint();
     need().release('10.231.255.254');
     release.push(us(t0));
     await new Promise((r) => setImmediate(r));
   }
   const median = (xs: number[]) => Math.round(xs.sort((a, b) => a - b)[xs.length >> 1]!);
-  return { admitUs: median(admit), releaseUs: median(release) };
+  return {
+    admitUs: median(admit),
+    allowResolvedUs: median(answer),
+    deniedUs: median(denied),
+    releaseUs: median(release),
+  };
 }
 
 const ops: Record<string, (...args: never[]) => unknown> = {
