@@ -3,7 +3,7 @@
 // (10.231.0.6) on the bridge, and a world namespace with servers on 198.51.100.10-12. The firewall runs in a child
 // process inside the firewall namespace (test/firewall-child.ts). Every refusal is shown beside a control: the same
 // connection made before the table exists succeeds. Nothing touches the namespace the tests run in.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import readline from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -87,10 +87,15 @@ function sandbox(ns: string, address: string, n: number): void {
   ip(ns, 'link', 'set', 'eth0', 'up');
   ip(ns, 'link', 'set', 'lo', 'up');
   ip(ns, 'route', 'add', 'default', 'via', GW, 'dev', 'eth0', 'onlink');
+  ip(ns, '-6', 'route', 'add', 'default', 'via', 'fd00:231::1', 'dev', 'eth0');
 }
 
 function buildWorld(): void {
-  for (const ns of Object.values(NS)) execFileSync('ip', ['netns', 'add', ns]);
+  for (const ns of Object.values(NS)) {
+    execFileSync('ip', ['netns', 'add', ns]);
+    // No duplicate address detection: a link-local address still tentative would hold back the first packets.
+    for (const conf of ['all', 'default']) inNs(ns, 'sysctl', '-qw', `net.ipv6.conf.${conf}.accept_dad=0`);
+  }
   ip(NS.fw, 'link', 'set', 'lo', 'up');
   ip(NS.fw, 'link', 'add', 'lid0', 'type', 'bridge');
   ip(NS.fw, 'addr', 'add', `${GW}/16`, 'dev', 'lid0');
@@ -108,9 +113,14 @@ function buildWorld(): void {
   ip(NS.fw, 'addr', 'add', '192.0.2.1/24', 'dev', 'up0');
   ip(NS.fw, 'link', 'set', 'up0', 'up');
   ip(NS.fw, 'route', 'add', 'default', 'via', '192.0.2.2');
+  // IPv6 routed to the world too, so that the control shows a sandbox's IPv6 would get out without the table.
+  inNs(NS.fw, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+  ip(NS.fw, 'addr', 'add', 'fd00:ff::1/64', 'dev', 'up0', 'nodad');
   ip(NS.world, 'link', 'set', 'lo', 'up');
   ip(NS.world, 'addr', 'add', '192.0.2.2/24', 'dev', 'wan0');
+  ip(NS.world, 'addr', 'add', 'fd00:ff::2/64', 'dev', 'wan0', 'nodad');
   ip(NS.world, 'link', 'set', 'wan0', 'up');
+  ip(NS.world, 'route', 'add', 'fd00:231::/64', 'via', 'fd00:ff::1');
   for (const host of [10, 11, 12]) ip(NS.world, 'addr', 'add', `198.51.100.${host}/32`, 'dev', 'lo');
   // Without masquerade (the control, before the table exists) the world answers the pool through the firewall.
   ip(NS.world, 'route', 'add', '10.231.0.0/16', 'via', '192.0.2.1');
@@ -132,7 +142,14 @@ describePrivileged('egress firewall (table inet lid) with real packets between n
 
   beforeAll(async () => {
     buildWorld();
-    await listen(NS.world, '0.0.0.0:80', '0.0.0.0:8080', 'udp:198.51.100.10:80', 'udp:198.51.100.10:8080');
+    await listen(
+      NS.world,
+      '0.0.0.0:80',
+      '[fd00:ff::2]:80',
+      '0.0.0.0:8080',
+      'udp:198.51.100.10:80',
+      'udp:198.51.100.10:8080',
+    );
     await listen(NS.fw, `${GW}:53`, `udp:${GW}:53`, `${GW}:6379`, '[fd00:231::1]:53');
     await listen(NS.a, `${A}:80`);
     await listen(NS.b, `${B}:80`);
@@ -140,7 +157,7 @@ describePrivileged('egress firewall (table inet lid) with real packets between n
 
   afterAll(() => {
     for (const child of children) child.kill('SIGKILL');
-    for (const ns of Object.values(NS)) execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    for (const ns of Object.values(NS)) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); // made or not
   });
 
   it('control: before the table exists, every connection the firewall will refuse succeeds', () => {
@@ -152,6 +169,7 @@ describePrivileged('egress firewall (table inet lid) with real packets between n
     expect(connect(NS.b, GW, 6379)).toBe(B);
     expect(connect(NS.b, A, 80)).toBe(B);
     expect(connect(NS.a, 'fd00:231::1', 53)).toBe('fd00:231::5');
+    expect(connect(NS.a, 'fd00:ff::2', 80)).toBe('fd00:231::5');
   });
 
   it('creates the table once; a second opener with the same configuration keeps it', async () => {
@@ -186,6 +204,7 @@ describePrivileged('egress firewall (table inet lid) with real packets between n
     expect(connect(NS.a, GW, 6379)).toBeNull();
     expect(connect(NS.a, B, 80)).toBeNull();
     expect(connect(NS.a, 'fd00:231::1', 53)).toBeNull(); // IPv6 from the bridge, even to the resolver's port
+    expect(connect(NS.b, 'fd00:ff::2', 80)).toBeNull(); // nor routed out, even for internet
   });
 
   it('counts refused packets per sandbox, and only refused ones', async () => {
