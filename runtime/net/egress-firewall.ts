@@ -9,6 +9,7 @@
 // deletes the hash elements at once, and the range elements in the next turn of the event loop (or before the
 // address is admitted again, or at close): a gated-out element matches nothing.
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import net from 'node:net';
 import { LidError } from '../../common/errors.js';
 import type { CidrRule, NetworkPolicy, PortRange } from '../../common/network-policy.js';
@@ -20,6 +21,7 @@ import {
   configTag,
   denyText,
   elementSandbox,
+  generationElements,
   ipToInt,
   mergeRanges,
   rulesetText,
@@ -39,7 +41,11 @@ const change = (op: 'add' | 'delete', set: string, elements: SetElement[]): Elem
  * or has just expired.
  */
 function removal(set: string, elements: SetElement[]): ElementChange[] {
-  const plain = elements.map(({ key, keyEnd }) => ({ key, ...(keyEnd ? { keyEnd } : {}) }));
+  const plain = elements.map(({ key, keyEnd, data }) => ({
+    key,
+    ...(keyEnd ? { keyEnd } : {}),
+    ...(data ? { data } : {}),
+  }));
   return [...change('add', set, plain), ...change('delete', set, plain)];
 }
 
@@ -68,12 +74,14 @@ interface Answer {
 }
 
 interface Admission {
+  generation: number;
   allow: SetElement[];
   /** DNS answers by destination address. */
   answers: Map<string, Answer>;
 }
 
 const RANGE_SETS = ['allow', 'resolved'] as const;
+const GENERATION_SETS = ['generation', 'current'] as const;
 /** DNS allows TTLs of years; an answer is trusted for a day at most (the resolver is told so: see allowResolved). */
 const MAX_TTL_SECONDS = 86_400;
 
@@ -139,18 +147,22 @@ export class EgressFirewall {
     const key = addressKey(sandbox);
     const rules = policy.kind === 'allow' ? policy.rules.filter((r): r is CidrRule => r.kind === 'cidr') : [];
     const allow = allowBoxes(rules).map((b) => boxElement(sandbox, b));
+    const generation = crypto.randomInt(1, 2 ** 32);
+    const { map, current } = generationElements(sandbox, generation);
     const changes = [
       ...stale,
       ...(this.pending.get(sandbox) ?? []),
       ...removal('denied', [{ key }]),
       ...change('add', 'allow', allow),
       ...change('add', 'internet', policy.kind === 'internet' ? [{ key }] : []),
+      ...change('add', 'generation', [map]),
+      ...change('add', 'current', [current]),
       ...change('add', 'admitted', [{ key }]),
     ];
     this.nl.apply(changes, `admitting ${sandbox}`);
     this.pending.delete(sandbox);
     this.clean.delete(sandbox);
-    this.admissions.set(sandbox, { allow, answers: new Map() });
+    this.admissions.set(sandbox, { generation, allow, answers: new Map() });
   }
 
   /**
@@ -217,7 +229,13 @@ export class EgressFirewall {
         : this.leftovers(sandbox, RANGE_SETS);
     // Removals, not deletes, even of what this instance added: a sweeper elsewhere may have got there first.
     const hashes = ['admitted', 'internet', 'denied'].flatMap((set) => removal(set, [{ key }]));
-    this.nl.apply(hashes, `releasing ${sandbox}`);
+    const gen = known ? generationElements(sandbox, known.generation) : undefined;
+    const generation = gen
+      ? [...removal('generation', [gen.map]), ...removal('current', [gen.current])]
+      : this.clean.has(sandbox)
+        ? []
+        : this.leftovers(sandbox, GENERATION_SETS);
+    this.nl.apply([...hashes, ...generation], `releasing ${sandbox}`);
     this.admissions.delete(sandbox);
     if (ranges.length) this.pending.set(sandbox, [...(this.pending.get(sandbox) ?? []), ...ranges]);
     this.clean.add(sandbox);
@@ -228,7 +246,7 @@ export class EgressFirewall {
   sandboxes(): string[] {
     this.drain();
     const found = new Set<string>();
-    for (const set of ['admitted', 'internet', 'denied', ...RANGE_SETS])
+    for (const set of ['admitted', 'internet', 'denied', ...GENERATION_SETS, ...RANGE_SETS])
       for (const e of this.nl.dump({ table: TABLE, set }, `listing ${set}`)) found.add(elementSandbox(e.key));
     return [...found];
   }
@@ -243,20 +261,23 @@ export class EgressFirewall {
     }
   }
 
-  /** Removals of whatever the range sets hold for `sandbox` (and its hash elements, unless only ranges are asked). */
+  /**
+   * Removals of whatever `sets` hold for `sandbox`, found by listing them. A map's elements are deleted as listed
+   * (adding one again would need its value); the rest are removed (added then deleted), so that one which expired
+   * or went meanwhile cannot fail the batch.
+   */
   private leftovers(
     sandbox: string,
-    sets: readonly string[] = [...RANGE_SETS, 'admitted', 'internet'],
+    sets: readonly string[] = [...RANGE_SETS, ...GENERATION_SETS, 'admitted', 'internet'],
   ): ElementChange[] {
     const key = addressKey(sandbox);
-    return sets.flatMap((set) =>
-      RANGE_SETS.includes(set as (typeof RANGE_SETS)[number])
-        ? removal(
-            set,
-            this.nl.dump({ table: TABLE, set }, `listing ${set}`).filter((e) => e.key.subarray(0, 4).equals(key)),
-          )
-        : removal(set, [{ key }]),
-    );
+    return sets.flatMap((set) => {
+      if (set === 'admitted' || set === 'internet') return removal(set, [{ key }]);
+      const found = this.nl
+        .dump({ table: TABLE, set }, `listing ${set}`)
+        .filter((e) => e.key.subarray(0, 4).equals(key));
+      return set === 'generation' ? change('delete', set, found) : removal(set, found);
+    });
   }
 
   private scheduleDrain(): void {

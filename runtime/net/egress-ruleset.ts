@@ -11,6 +11,11 @@
 //                                                    from `allow` so that answers never overlap CIDR rules
 //   deny      ipv4_addr (interval)                   refused whatever the policy
 //   denied    ipv4_addr, dynamic, counter            refused packets per sandbox
+//   generation  map ipv4_addr : mark                 a number drawn at each admission, set as the ct mark of the
+//   current   ipv4_addr . mark                       sandbox's new connections; established traffic passes only
+//                                                    while (address . ct mark) is current, so a connection of a
+//                                                    released sandbox is no way out (or in) for the next sandbox
+//                                                    given its address, and no conntrack flush is needed
 //
 // Refused packets are counted by the rule that refuses them (`update @denied { ip saddr counter }`): no element
 // exists until a sandbox is refused once, and the count is read with one GETSETELEM of one key. Only admitted
@@ -19,6 +24,7 @@
 // allowlist; ICMP does not (errors about allowed flows pass as ct related; `internet` sandboxes may ping).
 import crypto from 'node:crypto';
 import net from 'node:net';
+import os from 'node:os';
 import type { CidrRule } from '../../common/network-policy.js';
 import type { SetElement } from './nf-netlink.js';
 
@@ -125,6 +131,8 @@ add set ${t} internet { type ipv4_addr; }
 add set ${t} allow { type ipv4_addr . ipv4_addr . inet_service; flags interval; }
 add set ${t} resolved { type ipv4_addr . ipv4_addr . inet_service; flags interval, timeout; }
 add set ${t} denied { type ipv4_addr; size 65535; flags dynamic; }
+add map ${t} generation { type ipv4_addr : mark; }
+add set ${t} current { type ipv4_addr . mark; }
 add chain ${t} forward { type filter hook forward priority filter; policy accept; }
 add chain ${t} input { type filter hook input priority filter; policy accept; }
 add chain ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }
@@ -132,10 +140,12 @@ add chain ${t} sandbox
 add chain ${t} refuse
 add rule ${t} forward iifname ${br} meta nfproto ipv6 drop
 add rule ${t} forward oifname ${br} meta nfproto ipv6 drop
-add rule ${t} forward ct state established,related accept
+add rule ${t} forward iifname ${br} ct state established,related ip saddr . ct mark @current accept
+add rule ${t} forward oifname ${br} ct state established,related ct original ip saddr . ct mark @current accept
 add rule ${t} forward iifname ${br} jump sandbox
 add rule ${t} forward oifname ${br} drop
 add rule ${t} sandbox ip daddr @deny jump refuse
+add rule ${t} sandbox ct state new ct mark set ip saddr map @generation
 add rule ${t} sandbox ip saddr @internet accept
 add rule ${t} sandbox ip saddr != @admitted jump refuse
 add rule ${t} sandbox ${tcpUdp} ip saddr . ip daddr . th dport @allow accept
@@ -179,6 +189,20 @@ function concatKey(sandbox: string, address: number, port: number): Buffer {
   b.writeUInt32BE(address, 4);
   b.writeUInt16BE(port, 8);
   return b;
+}
+
+/** A ct mark as nftables holds it: a u32 in host byte order (little-endian on x86-64 and arm64). */
+function markBytes(generation: number): Buffer {
+  const b = Buffer.alloc(4);
+  if (os.endianness() === 'LE') b.writeUInt32LE(generation);
+  else b.writeUInt32BE(generation);
+  return b;
+}
+
+/** The element of map `generation` for an admission, and that of set `current`. */
+export function generationElements(sandbox: string, generation: number): { map: SetElement; current: SetElement } {
+  const key = addressKey(sandbox);
+  return { map: { key, data: markBytes(generation) }, current: { key: Buffer.concat([key, markBytes(generation)]) } };
 }
 
 export function boxElement(sandbox: string, box: AllowBox, timeoutMs?: number): SetElement {

@@ -20,7 +20,7 @@ const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NFTA_LIST_ELEM = 1;
 const NFTA_SET_ELEM_LIST = { TABLE: 1, SET: 2, ELEMENTS: 3 } as const;
-const NFTA_SET_ELEM = { KEY: 1, TIMEOUT: 4, EXPIRATION: 5, EXPR: 7, KEY_END: 10, EXPRESSIONS: 11 } as const;
+const NFTA_SET_ELEM = { KEY: 1, DATA: 2, TIMEOUT: 4, EXPIRATION: 5, EXPR: 7, KEY_END: 10, EXPRESSIONS: 11 } as const;
 const NFTA_DATA_VALUE = 1;
 const NFTA_EXPR = { NAME: 1, DATA: 2 } as const;
 const NFTA_COUNTER_PACKETS = 2;
@@ -31,6 +31,8 @@ export interface SetElement {
   key: Buffer;
   /** Inclusive end of a range, for interval sets of concatenations (nft_set_pipapo). */
   keyEnd?: Buffer;
+  /** The value of a map's element. */
+  data?: Buffer;
   timeoutMs?: number;
 }
 
@@ -73,6 +75,7 @@ function elementAttr(e: SetElement): Buffer {
     NFTA_LIST_ELEM,
     nested(NFTA_SET_ELEM.KEY, attr(NFTA_DATA_VALUE, e.key)),
     ...(e.keyEnd ? [nested(NFTA_SET_ELEM.KEY_END, attr(NFTA_DATA_VALUE, e.keyEnd))] : []),
+    ...(e.data ? [nested(NFTA_SET_ELEM.DATA, attr(NFTA_DATA_VALUE, e.data))] : []),
     ...(e.timeoutMs !== undefined ? [attr(NFTA_SET_ELEM.TIMEOUT, be64(e.timeoutMs))] : []),
   );
 }
