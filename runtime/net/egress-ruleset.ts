@@ -1,5 +1,7 @@
 // Table `inet lid` as text for `nft -f`, and the keys of its set elements: pure, tested without root. The table is
-// shared by every Lid runtime of a network namespace; sandboxes are told apart by their address (saddr):
+// shared by every Lid runtime of a network namespace; sandboxes are told apart by their source address, which a
+// sandbox cannot forge as long as it has no CAP_NET_ADMIN or CAP_NET_RAW in its network namespace (a bridge-family
+// check of address against port would be needed otherwise):
 //
 //   admitted  ipv4_addr                              every admitted sandbox: the gate of `allow` and `resolved`, so
 //                                                    that releasing a sandbox is one hash-set delete (fast) and its
@@ -11,7 +13,7 @@
 //                                                    from `allow` so that answers never overlap CIDR rules
 //   deny      ipv4_addr (interval)                   refused whatever the policy
 //   denied    ipv4_addr, dynamic, counter            refused packets per sandbox
-//   generation  map ipv4_addr : mark                 a number drawn at each admission, set as the ct mark of the
+//   generation  ipv4_addr : mark (map)               a number drawn at each admission, set as the ct mark of the
 //   current   ipv4_addr . mark                       sandbox's new connections; established traffic passes only
 //                                                    while (address . ct mark) is current, so a connection of a
 //                                                    released sandbox is no way out (or in) for the next sandbox
