@@ -234,17 +234,22 @@ describePrivileged('egress firewall (table inet lid) with real packets between n
 
   it('a resolved address is reachable until its TTL runs out', async () => {
     expect(connect(NS.a, '198.51.100.11', 80)).toBeNull();
-    expect(await fw('allowResolved', A, '198.51.100.11', [80, 80], 1)).toBe(1);
+    expect(await fw('allowResolved', A, '198.51.100.11', [80, 80], 1)).toBe(2); // with a second's slack
     expect(connect(NS.a, '198.51.100.11', 80)).toBe('192.0.2.1');
     expect(connect(NS.a, '198.51.100.11', 8080)).toBeNull();
-    expect(await fw('allowResolved', A, '198.51.100.12', [80, 80], 60)).toBe(60);
+    expect(await fw('allowResolved', A, '198.51.100.12', [80, 80], 60)).toBe(61);
     expect(connect(NS.a, '198.51.100.12', 80)).toBeNull(); // deny wins over an answer (DNS rebinding)
-    await new Promise((r) => setTimeout(r, 2500));
+    await new Promise((r) => setTimeout(r, 3000));
     expect(connect(NS.a, '198.51.100.11', 80)).toBeNull();
   });
 
   it('release removes access and every element about the sandbox; twice is harmless', async () => {
     await fw('allowResolved', A, '198.51.100.11', [80, 80], 60);
+    await fw('allowResolved', A, '198.51.100.11', [8080, 8080], 30); // merged with the answer before
+    await fw('allowResolved', A, '198.51.100.10', [8080, 8080], 30); // beside a CIDR rule of the same address
+    expect(connect(NS.a, '198.51.100.11', 80)).toBe('192.0.2.1');
+    expect(connect(NS.a, '198.51.100.11', 8080)).toBe('192.0.2.1');
+    expect(connect(NS.a, '198.51.100.10', 8080)).toBe('192.0.2.1');
     expect(await fw<string[]>('sandboxes')).toEqual(expect.arrayContaining([A, B]));
     await fw('release', B);
     await fw('release', A);

@@ -84,6 +84,11 @@ const RANGE_SETS = ['allow', 'resolved'] as const;
 const GENERATION_SETS = ['generation', 'current'] as const;
 /** DNS allows TTLs of years; an answer is trusted for a day at most (the resolver is told so: see allowResolved). */
 const MAX_TTL_SECONDS = 86_400;
+/**
+ * An element outlives its answer by a second: the sandbox may cache the answer for its whole TTL, and answers of one
+ * name repeated within that second (an upstream cache counts down in whole seconds) then change nothing.
+ */
+const TTL_SLACK_MS = 1000;
 
 export class EgressFirewall {
   private readonly admissions = new Map<string, Admission>();
@@ -166,11 +171,11 @@ export class EgressFirewall {
   }
 
   /**
-   * Lets `sandbox` reach `address` on `ports` for ttlSeconds (at least 1), for an answer of its resolver. Answers for
-   * one address are merged into disjoint port ranges that live as long as the longest (elements must not overlap);
-   * an answer already covered for at least half its TTL changes nothing. Returns the seconds the element lives, the
-   * most the resolver should tell the sandbox. Ignored (0) for a sandbox this instance has not admitted: an answer
-   * that raced its release.
+   * Lets `sandbox` reach `address` on `ports` for ttlSeconds (1 s to a day), for an answer of its resolver, before
+   * the resolver replies. Answers for one address are merged into disjoint port ranges that live as long as the
+   * longest (elements must not overlap); an answer already covered for its whole TTL changes nothing. Returns the
+   * whole seconds the element lives (at least the TTL). Ignored (0) for a sandbox this instance has not admitted: an
+   * answer that raced its release.
    */
   allowResolved(sandbox: string, address: string, ports: PortRange, ttlSeconds: number): number {
     const answers = this.admissions.get(sandbox)?.answers;
@@ -190,8 +195,8 @@ export class EgressFirewall {
     const live = old && old.expires > now ? old : undefined;
     const merged = mergeRanges([...(live?.ports ?? []), [ports[0], ports[1]]]);
     const covered = live && JSON.stringify(merged) === JSON.stringify(live.ports);
-    if (covered && live.expires - now >= ttlMs / 2) return Math.floor((live.expires - now) / 1000);
-    const until = Math.max(now + ttlMs, live?.expires ?? 0);
+    if (covered && live.expires >= now + ttlMs) return Math.floor((live.expires - now) / 1000);
+    const until = Math.max(now + ttlMs + TTL_SLACK_MS, live?.expires ?? 0);
     const a = ipToInt(address);
     const elements = (rs: Range[], timeoutMs?: number) =>
       rs.map((p) => boxElement(sandbox, { addresses: [a, a], ports: p }, timeoutMs));
