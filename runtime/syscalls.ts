@@ -103,6 +103,9 @@ const c = {
   sigemptyset: libc.func('int sigemptyset(void *set)'),
   sigfillset: libc.func('int sigfillset(void *set)'),
   flock: libc.func('int flock(int fd, int op)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  sendto: libc.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+  recv: libc.func('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)'),
   memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
   pwrite: libc.func('long pwrite(int fd, const void *buf, size_t len, long offset)'),
 };
@@ -351,6 +354,30 @@ export function passOnlyCapabilities(caps: number[], lastCap: number): void {
     check(c.prctl(PR.CAP_AMBIENT, PR.CAP_AMBIENT_RAISE, cap, 0, 0), () => `prctl(PR_CAP_AMBIENT_RAISE, ${cap})`);
   for (let cap = 0; cap <= lastCap; cap++)
     check(c.prctl(PR.CAPBSET_DROP, cap, 0, 0, 0), () => `prctl(PR_CAPBSET_DROP, ${cap})`);
+}
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const NETLINK_BUFFER = 64 * 1024;
+
+/** A netlink socket of `protocol` (NETLINK_ROUTE 0, NETLINK_NETFILTER 12) in the calling thread's network namespace. */
+export function netlinkSocket(protocol: number): number {
+  return check(c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol), () => `socket(AF_NETLINK, ${protocol})`);
+}
+
+/** Sends one datagram to the kernel (struct sockaddr_nl { u16 family; u16 pad; u32 pid = 0; u32 groups = 0 }). */
+export function netlinkSend(fd: number, data: Uint8Array): void {
+  const kernel = Buffer.alloc(12);
+  kernel.writeUInt16LE(AF_NETLINK, 0);
+  check(c.sendto(fd, data, data.length, 0, kernel, kernel.length), () => `sendto(netlink ${fd}, ${data.length} bytes)`);
+}
+
+/** Receives one datagram from the kernel, waiting for it. */
+export function netlinkReceive(fd: number): Buffer {
+  const buf = Buffer.alloc(NETLINK_BUFFER);
+  const n = check(c.recv(fd, buf, buf.length, 0), () => `recv(netlink ${fd})`);
+  return buf.subarray(0, n);
 }
 
 export function gettid(): number {
