@@ -101,16 +101,19 @@ const allowEntry = z
 
 /** The job contract's `network` field. */
 export const NetworkSchema = z
-  .union([
-    z.literal('none'),
-    z.literal('internet'),
-    z.strictObject({
-      allow: z
-        .array(allowEntry)
-        .min(1, 'an allowlist needs at least one entry (or use "none")')
-        .max(MAX_ALLOW_ENTRIES, `at most ${MAX_ALLOW_ENTRIES} entries`),
-    }),
-  ])
+  .union(
+    [
+      z.literal('none'),
+      z.literal('internet'),
+      z.strictObject({
+        allow: z
+          .array(allowEntry)
+          .min(1, 'an allowlist needs at least one entry (or use "none")')
+          .max(MAX_ALLOW_ENTRIES, `at most ${MAX_ALLOW_ENTRIES} entries`),
+      }),
+    ],
+    { error: 'must be "none", "internet" or {"allow": [...]} (domains, *.domains, IPv4 addresses, CIDRs)' },
+  )
   .default('none');
 export type NetworkRequest = z.output<typeof NetworkSchema>;
 
