@@ -260,13 +260,13 @@ const TABLE = {
     env: 'LID_NET_POOL',
     default: DEFAULT_NET_POOL,
     schema: parsedBy(parseNetPool),
-    doc: 'IPv4 CIDR (/8 to /24) networked sandboxes get addresses from; no route or address of the host may overlap it',
+    doc: 'IPv4 CIDR (/8 to /24) networked sandboxes take addresses from; no host route or address may overlap it',
   },
   netUplink: {
     env: 'LID_NET_UPLINK',
     default: undefined,
     schema: parsedBy(parseUplink).optional(),
-    doc: "interface networked sandboxes' traffic leaves by, NATed (default: the default route's, in the worker's namespace)",
+    doc: "uplink for networked sandboxes, NATed (default: the interface of the default route in the worker's namespace)",
   },
   dnsUpstream: {
     env: 'LID_DNS_UPSTREAM',
