@@ -20,6 +20,7 @@ const INTERNET = `${BLOCK}.11`;
 const NONE = `${BLOCK}.12`;
 const UNKNOWN = `${BLOCK}.13`;
 const ALLOWLISTED_2 = `${BLOCK}.14`;
+const REUSED = `${BLOCK}.15`;
 
 const POLICIES = new Map<string, NetworkPolicy>([
   [
@@ -505,6 +506,62 @@ describe('concurrency and failure', () => {
     } finally {
       await capped.resolver.close();
     }
+  });
+
+  it('allow() failing means SERVFAIL: the sandbox is not told an address it cannot reach', async () => {
+    const failing = await startResolver({
+      allow: () => {
+        throw new Error('netlink said no');
+      },
+    });
+    try {
+      const got = (await udpAsk(ALLOWLISTED, query('a.example.test'), failing.port))!;
+      expect([got.reply.rcode, got.reply.answers]).toEqual(['SERVFAIL', []]);
+    } finally {
+      await failing.resolver.close();
+    }
+  });
+
+  it('the policy is asked again when the answer comes: a sandbox that ended meanwhile grants nothing', async () => {
+    allowCalls = [];
+    POLICIES.set(REUSED, compileNetwork({ allow: ['*.example.test'] }));
+    const pending = udpAsk(REUSED, query('slow.example.test'));
+    await sleep(200);
+    POLICIES.set(REUSED, compileNetwork({ allow: ['other.test'] })); // its address went to another sandbox
+    const got = (await pending)!;
+    expect(got.reply.rcode).toBe('REFUSED');
+    expect(allowCalls).toEqual([]);
+  });
+
+  it('closes an idle TCP connection, keeps one with a query in flight', async () => {
+    const idle = await startResolver({ tcpIdleMs: 200 });
+    try {
+      const socket = net.connect({ host: RESOLVER, port: idle.port, localAddress: ALLOWLISTED });
+      const t0 = performance.now();
+      await new Promise((r) => socket.on('close', r));
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(150);
+      expect(performance.now() - t0).toBeLessThan(1000);
+      // slow.example.test takes 800 ms upstream, longer than the idle time: the answer still comes.
+      const [slow] = await tcpAsk(ALLOWLISTED, [query('slow.example.test')], idle.port);
+      expect(slow!.rcode).toBe('NOERROR');
+    } finally {
+      await idle.resolver.close();
+    }
+  });
+
+  it('close() waits for allow() calls under way, so none lands after it', async () => {
+    let finished = false;
+    const slowAllow = await startResolver({
+      allow: async () => {
+        await sleep(300);
+        finished = true;
+      },
+    });
+    const pending = udpAsk(ALLOWLISTED, query('a.example.test'), slowAllow.port, 1000);
+    await sleep(100);
+    await slowAllow.resolver.close();
+    expect(finished).toBe(true);
+    expect(await pending).toBeUndefined(); // closed: no reply sent
   });
 
   it('close() is idempotent and frees the port', async () => {

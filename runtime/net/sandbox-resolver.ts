@@ -55,6 +55,8 @@ export interface ResolverOptions {
   tcpIdleMs?: number;
 }
 
+/** Queries one TCP connection may have in flight before we stop reading it. */
+const TCP_PIPELINE_DEPTH = 32;
 /** A UDP reply without EDNS may be at most 512 bytes (RFC 1035 section 4.2.1); with EDNS, what the client says, capped. */
 const CLASSIC_UDP_SIZE = 512;
 const MAX_UDP_REPLY = 4096;
@@ -63,6 +65,8 @@ export class SandboxResolver {
   private readonly aborter = new AbortController();
   private readonly connections = new Set<net.Socket>();
   private readonly inFlightBySource = new Map<string, number>();
+  /** Queries being answered, awaited by close() so that no allow() call runs after it. */
+  private readonly tasks = new Set<Promise<unknown>>();
   private inFlight = 0;
   private closing: Promise<void> | undefined;
 
@@ -128,28 +132,39 @@ export class SandboxResolver {
     const source = plainAddress(socket.remoteAddress ?? '');
     const reader = new FrameReader();
     let pending = 0;
+    // A client that pipelines queries faster than it reads replies is read no further until it catches up, so
+    // neither its queries nor our unsent replies pile up without bound.
+    const throttle = () => {
+      if (pending >= TCP_PIPELINE_DEPTH || socket.writableNeedDrain) socket.pause();
+      else socket.resume();
+    };
     socket.setTimeout(this.opts.tcpIdleMs, () => {
       if (pending === 0) socket.destroy();
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.connections.delete(socket));
+    socket.on('drain', throttle);
     socket.on('data', (chunk) => {
       for (const query of reader.push(chunk)) {
         pending++;
         void this.answer(query, source, 'tcp').then((reply) => {
           pending--;
           if (reply && socket.writable) socket.write(frame(reply));
+          throttle();
         });
       }
+      throttle();
     });
   }
 
   /** The reply to one query from `source`, or undefined to send nothing. Never throws. */
   private async answer(query: Buffer, source: string, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    const task = this.answerOrThrow(query, source, transport).catch(() => undefined);
+    this.tasks.add(task);
     try {
-      return await this.answerOrThrow(query, source, transport);
-    } catch {
-      return undefined;
+      return await task;
+    } finally {
+      this.tasks.delete(task);
     }
   }
 
@@ -184,8 +199,12 @@ export class SandboxResolver {
       if (!upstream) return headerOnlyReply(query, msg, { rcode: RCODE.SERVFAIL });
       const { reply, replyMsg } = upstream;
       if (decision.ports) {
+        // The policy is asked again: the sandbox may have ended while the upstream answered, and its address gone
+        // to another sandbox. Grants follow the policy of the source as it is now.
+        const now = decideQuery(this.policyOf(source), q.name, q.type);
+        if (now.kind !== 'forward' || !now.ports) return headerOnlyReply(query, msg, { rcode: RCODE.REFUSED });
         const granted = replyMsg.rcode === RCODE.NOERROR ? grantedAddresses(reply, replyMsg, q.name) : [];
-        const ports = decision.ports;
+        const ports = now.ports;
         await Promise.all(granted.flatMap((g) => ports.map(async (p) => this.opts.allow(source, g.address, p, g.ttl))));
       }
       const out = rewriteReply(reply, replyMsg, msg.id, decision.ports ? MAX_GRANT_TTL_SECONDS : undefined);
@@ -251,6 +270,8 @@ export class SandboxResolver {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.aborter.abort();
+      // Upstream exchanges end at once on abort; what is left is allow() calls under way.
+      await Promise.allSettled([...this.tasks]);
       try {
         await new Promise<void>((resolve) => this.udp.close(() => resolve()));
       } catch {
