@@ -228,6 +228,7 @@ async function tcpAsk(from: string, packets: Buffer[], port = resolverPort): Pro
   try {
     return await new Promise((resolve, reject) => {
       socket.on('error', reject);
+      socket.on('close', () => reject(new Error(`closed after ${replies.length} of ${packets.length} replies`)));
       socket.on('data', (chunk) => {
         for (const m of reader.push(chunk)) replies.push(dnsPacket.decode(m) as Reply);
         if (replies.length === packets.length) resolve(replies);

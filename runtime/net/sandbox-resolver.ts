@@ -13,6 +13,7 @@
 // dropped (the client retries) and a TCP one gets SERVFAIL; TCP connections are capped and closed when idle.
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
+import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import type { NetworkPolicy, PortRange } from '../../common/network-policy.js';
 import { decideQuery, grantedAddresses, MAX_GRANT_TTL_SECONDS } from './dns-policy.js';
@@ -74,7 +75,10 @@ export class SandboxResolver {
     private readonly opts: Required<ResolverOptions>,
     private readonly udp: dgram.Socket,
     private readonly tcp: net.Server,
-  ) {}
+  ) {
+    // Each upstream exchange listens for the abort: as many listeners as queries in flight.
+    setMaxListeners(0, this.aborter.signal);
+  }
 
   static async start(options: ResolverOptions): Promise<SandboxResolver> {
     const opts: Required<ResolverOptions> = {
@@ -123,7 +127,12 @@ export class SandboxResolver {
 
   private async onUdp(query: Buffer, from: dgram.RemoteInfo): Promise<void> {
     const reply = await this.answer(query, plainAddress(from.address), 'udp');
-    if (reply && !this.aborter.signal.aborted) this.udp.send(reply, from.port, from.address);
+    if (!reply || this.aborter.signal.aborted) return;
+    try {
+      this.udp.send(reply, from.port, from.address);
+    } catch {
+      // The socket closed meanwhile.
+    }
   }
 
   private onTcp(socket: net.Socket): void {
