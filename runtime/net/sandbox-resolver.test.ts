@@ -509,6 +509,41 @@ describe('concurrency and failure', () => {
     }
   });
 
+  it('caps queries in flight per source: one sandbox cannot take every slot; over TCP the excess gets SERVFAIL', async () => {
+    const capped = await startResolver({ maxInFlightPerSource: 1 });
+    try {
+      const [first, second, other] = await Promise.all([
+        udpAsk(INTERNET, query('hold.example.test'), capped.port, 1500),
+        sleep(50).then(() => udpAsk(INTERNET, query('hold.example.test'), capped.port, 1500)),
+        sleep(50).then(() => udpAsk(ALLOWLISTED, query('hold.example.test'), capped.port, 1500)),
+      ]);
+      expect([first?.reply.rcode, second, other?.reply.rcode]).toEqual(['NOERROR', undefined, 'NOERROR']);
+      const tcp = await tcpAsk(INTERNET, [query('hold.example.test'), query('hold.example.test')], capped.port);
+      expect(tcp.map((r) => r.rcode)).toEqual(['SERVFAIL', 'NOERROR']); // the refused one answers at once
+    } finally {
+      await capped.resolver.close();
+    }
+  });
+
+  it('caps TCP connections: beyond the cap a new one is closed at once', async () => {
+    const capped = await startResolver({ maxTcpConnections: 1 });
+    const first = net.connect({ host: RESOLVER, port: capped.port, localAddress: ALLOWLISTED });
+    try {
+      await new Promise((r) => first.on('connect', r));
+      await sleep(50);
+      await expect(tcpAsk(ALLOWLISTED, [query('a.example.test')], capped.port)).rejects.toThrow(
+        /closed after 0|ECONNRESET|EPIPE/,
+      );
+      first.destroy();
+      await sleep(50);
+      const [ok] = await tcpAsk(ALLOWLISTED, [query('a.example.test')], capped.port);
+      expect(ok!.rcode).toBe('NOERROR');
+    } finally {
+      first.destroy();
+      await capped.resolver.close();
+    }
+  });
+
   it('allow() failing means SERVFAIL: the sandbox is not told an address it cannot reach', async () => {
     const failing = await startResolver({
       allow: () => {
