@@ -1,10 +1,11 @@
-// The job flags `lid sandbox run` and `lid run` share (limits, environment, files, working directory), parsed
-// strictly: a bad size or duration is refused by name before anything runs.
+// The job flags `lid sandbox run` and `lid run` share (limits, environment, files, working directory, network),
+// parsed strictly: a bad size, duration or network is refused by name before anything runs.
 import fs from 'node:fs';
 import { type Command, Option } from 'commander';
 import { LidError } from '../common/errors.js';
+import { type NetworkRequest, parseNetworkFlag } from '../common/network-policy.js';
 import type { RunSpecInput } from '../common/run-spec.js';
-import { asDuration, asNumber, asSize } from './option-parsers.js';
+import { asDuration, asNumber, asOption, asSize } from './option-parsers.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -18,6 +19,7 @@ export interface JobFlags {
   env: string[];
   file: string[];
   workdir?: string;
+  network?: NetworkRequest;
 }
 
 export function parseEnv(pairs: string[]): Record<string, string> {
@@ -79,5 +81,11 @@ export function addJobOptions(cmd: Command): Command {
         .argParser(collect)
         .default([]),
     )
-    .option('--workdir <dir>', 'working directory inside the sandbox (created if missing)');
+    .option('--workdir <dir>', 'working directory inside the sandbox (created if missing)')
+    .option(
+      '--network <policy>',
+      'none (default: loopback only), internet, or allow=LIST: comma-separated domains, *.domains, IPv4 ' +
+        'addresses and CIDRs, each with an optional :PORT (e.g. allow=pypi.org,*.pythonhosted.org:443)',
+      asOption(parseNetworkFlag),
+    );
 }

@@ -38,16 +38,22 @@ export function exitCodeForRecord(record: JobRecord): number {
   return exitCode ?? EXIT_LID_FAILED;
 }
 
-async function runJob(config: LidConfig, command: string[], flags: Flags): Promise<number> {
-  const lid = new LidClient(gatewayEndpoint(config));
-  const { id } = await lid.submit({
+/** The job the flags describe, as POST /v1/jobs takes it (a flag left out is left out: the gateway's default). */
+export function jobRequestOf(flags: JobFlags & { image: string }, command: string[]): JobRequestInput {
+  return {
     image: flags.image,
     command,
     env: parseEnv(flags.env),
     files: filesFrom(flags.file),
     ...(flags.workdir ? { cwd: flags.workdir } : {}),
     limits: limitsFrom(flags),
-  });
+    ...(flags.network ? { network: flags.network } : {}),
+  };
+}
+
+async function runJob(config: LidConfig, command: string[], flags: Flags): Promise<number> {
+  const lid = new LidClient(gatewayEndpoint(config));
+  const { id } = await lid.submit(jobRequestOf(flags, command));
   const cancel = () => void lid.cancel(id).catch(() => {});
   process.once('SIGINT', cancel);
   try {

@@ -44,6 +44,7 @@ export function buildSpec(flags: RunFlags, argv: string[], config: LidConfig): R
     files: readFiles(flags.file),
     ...(flags.workdir ? { cwd: flags.workdir } : {}),
     limits: limitsFrom(flags),
+    ...(flags.network ? { network: flags.network } : {}),
   };
 }
 

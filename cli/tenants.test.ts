@@ -71,6 +71,8 @@ it('creates a tenant with its settings and prints the tenant and its key', async
     '2m',
     '--max-disk',
     '256m',
+    '--network',
+    'allowlist',
   );
   expect(code).toBeUndefined();
   const printed = JSON.parse(out);
@@ -86,6 +88,7 @@ it('creates a tenant with its settings and prints the tenant and its key', async
       maxPids: 64,
       maxOutputBytes: 2 * 1024 * 1024,
       maxDiskBytes: 256 * 1024 * 1024,
+      network: 'allowlist',
       createdAt: expect.any(String),
       revokedAt: null,
       signingVersion: 1,
@@ -103,6 +106,33 @@ it('lists, updates and revokes', async () => {
   const revoked = JSON.parse((await lidTenants('revoke', 'beta')).out);
   expect(revoked).toMatchObject({ name: 'beta', revokedAt: expect.any(String) });
   expect(JSON.stringify(JSON.parse((await lidTenants('list')).out))).not.toContain('apiKey');
+});
+
+it('stores the network ceiling: none unless given, changed by update, a bad level refused naming the flag', async () => {
+  const stored = async (name: string) => {
+    const redis = new Redis(server.url);
+    try {
+      return JSON.parse((await redis.get(keys.tenant(name)))!).network;
+    } finally {
+      redis.disconnect();
+    }
+  };
+  expect(JSON.parse((await lidTenants('create', 'quiet')).out).tenant.network).toBe('none');
+  expect(await stored('quiet')).toBe('none');
+  expect(JSON.parse((await lidTenants('update', 'quiet', '--network', 'internet')).out)).toMatchObject({
+    name: 'quiet',
+    network: 'internet',
+    concurrency: 4, // the rest unchanged
+  });
+  expect(await stored('quiet')).toBe('internet');
+  expect(JSON.parse((await lidTenants('update', 'quiet', '--rate', '3')).out).network).toBe('internet');
+  await expect(lidTenants('create', 'wide', '--network', 'everything')).rejects.toMatchObject({
+    code: 'commander.invalidArgument',
+    message: expect.stringContaining(
+      "option '--network <level>' argument 'everything' is invalid. the network ceiling must be none, allowlist, internet",
+    ),
+  });
+  expect((await lidTenants('list')).out).not.toContain('"wide"');
 });
 
 it('says what is wrong on stderr and exits 1', async () => {

@@ -10,6 +10,7 @@ import { loadSigningKey } from '../common/callback-secret.js';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
 import { CAP_VARIABLES, type LimitField, type LimitValues, serverCaps } from '../common/limits.js';
+import { NETWORK_LEVELS, type NetworkLevel } from '../common/network-policy.js';
 import type { connectRedis } from '../common/redis.js';
 import { TENANT_DEFAULTS, type TenantSettings } from '../common/tenant-record.js';
 import { formatSize, parseDuration, parseSize } from '../common/units.js';
@@ -36,6 +37,7 @@ interface SettingsFlags {
   maxPids?: number;
   maxOutput?: number;
   maxDisk?: number;
+  network?: NetworkLevel;
 }
 
 const CREATE_DEFAULTS: Record<keyof SettingsFlags, string> = {
@@ -48,7 +50,15 @@ const CREATE_DEFAULTS: Record<keyof SettingsFlags, string> = {
   maxPids: String(TENANT_DEFAULTS.maxPids),
   maxOutput: formatSize(TENANT_DEFAULTS.maxOutputBytes),
   maxDisk: formatSize(TENANT_DEFAULTS.maxDiskBytes),
+  network: TENANT_DEFAULTS.network,
 };
+
+/** --network: the most network the tenant's jobs may ask for. */
+const asNetworkLevel = asOption((text: string): NetworkLevel => {
+  if (!(NETWORK_LEVELS as readonly string[]).includes(text))
+    throw new RangeError(`the network ceiling must be ${NETWORK_LEVELS.join(', ')} (each allows the ones before it)`);
+  return text as NetworkLevel;
+});
 
 /** Each ceiling flag: the job limit it bounds, and how to show a value the way the flag takes it. */
 const CEILING_FLAGS = {
@@ -74,7 +84,7 @@ function checkAgainstCaps(flags: SettingsFlags, caps: LimitValues): void {
 
 /** The settings flags, shared by create (left out: the default) and update (left out: unchanged). */
 function withSettingsFlags(command: Command, defaults: typeof CREATE_DEFAULTS | null): Command {
-  const flag = (flags: string, what: string, key: keyof SettingsFlags, parse: (text: string) => number) =>
+  const flag = <T>(flags: string, what: string, key: keyof SettingsFlags, parse: (text: string) => T) =>
     new Option(flags, `${what} (${defaults ? `default ${defaults[key]}` : 'unchanged when left out'})`).argParser(
       parse,
     );
@@ -91,7 +101,15 @@ function withSettingsFlags(command: Command, defaults: typeof CREATE_DEFAULTS | 
     .addOption(
       flag('--max-output <size>', 'most output per stream a job may ask for', 'maxOutput', asOption(parseSize)),
     )
-    .addOption(flag('--max-disk <size>', 'largest writable disk a job may ask for', 'maxDisk', asOption(parseSize)));
+    .addOption(flag('--max-disk <size>', 'largest writable disk a job may ask for', 'maxDisk', asOption(parseSize)))
+    .addOption(
+      flag(
+        '--network <level>',
+        'most network a job may ask for: none, allowlist ({"allow": [...]}) or internet',
+        'network',
+        asNetworkLevel,
+      ),
+    );
 }
 
 const settingsOf = (flags: SettingsFlags): Partial<TenantSettings> => ({
@@ -104,6 +122,7 @@ const settingsOf = (flags: SettingsFlags): Partial<TenantSettings> => ({
   maxPids: flags.maxPids,
   maxOutputBytes: flags.maxOutput,
   maxDiskBytes: flags.maxDisk,
+  network: flags.network,
 });
 
 const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

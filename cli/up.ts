@@ -5,7 +5,6 @@
 // `lid gateway`, the gateway alone. What the commands run, loaded when they run: service-commands.ts declares them.
 import type { LidConfig } from '../common/config.js';
 import { isLidError } from '../common/errors.js';
-import { serverCaps } from '../common/limits.js';
 import { createLogger } from '../common/logger.js';
 import { createMetrics } from '../common/metrics.js';
 import { connectRedis, maskRedisUrl } from '../common/redis.js';
@@ -16,7 +15,7 @@ import { listImages } from '../images/catalog.js';
 import { ImageStore } from '../images/store.js';
 import { LidWorker } from '../worker/worker.js';
 import { adminToken } from './admin-token.js';
-import { DEV_TENANT, readDevKey, saveDevKey } from './local/dev-tenant.js';
+import { DEV_TENANT, devTenantSettings, readDevKey, saveDevKey } from './local/dev-tenant.js';
 import { ensureEmbeddedRedis, stopEmbeddedRedis } from './local/embedded-redis.js';
 import { redisUrl } from './local/redis-url.js';
 import { terminalProgress } from './progress.js';
@@ -41,25 +40,6 @@ async function buildMissingImages(config: LidConfig): Promise<void> {
 }
 
 /** The development tenant's key: the one kept under LID_DATA_DIR, or a new tenant when none exists at all. */
-/**
- * The development tenant may use the whole machine: as many jobs at once as the worker runs, a request rate that
- * never stands between a developer (or the load test) and the service, and job limits up to the server's caps.
- */
-function devSettings(config: LidConfig) {
-  const caps = serverCaps(config);
-  return {
-    concurrency: 64,
-    ratePerSec: 5000,
-    maxQueued: 100_000,
-    maxTimeoutMs: caps.timeoutMs,
-    maxMemoryBytes: caps.memoryBytes,
-    maxCpus: caps.cpus,
-    maxPids: caps.pids,
-    maxOutputBytes: caps.outputBytes,
-    maxDiskBytes: caps.diskBytes,
-  };
-}
-
 async function devKey(config: LidConfig, url: string): Promise<string | null> {
   const redis = connectRedis(url, 'up');
   try {
@@ -67,7 +47,7 @@ async function devKey(config: LidConfig, url: string): Promise<string | null> {
     const saved = readDevKey(config);
     if (saved && (await tenants.authenticate(saved.apiKey))) return saved.apiKey;
     if ((await tenants.list()).length > 0) return null;
-    const { apiKey } = await tenants.create(DEV_TENANT, devSettings(config));
+    const { apiKey } = await tenants.create(DEV_TENANT, devTenantSettings(config));
     saveDevKey(config, DEV_TENANT, apiKey);
     return apiKey;
   } finally {

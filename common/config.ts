@@ -3,6 +3,7 @@
 // value fails at start with a message naming the variable.
 import { z } from 'zod';
 import { EgressPolicy } from './egress-policy.js';
+import { DEFAULT_NET_POOL, parseDnsUpstream, parseNetPool, parseUplink } from './net-settings.js';
 import { LIMIT_BOUNDS } from './run-spec.js';
 import { formatSize, parseDuration, parseSize } from './units.js';
 
@@ -26,6 +27,18 @@ const uidRange = z
   .refine((r) => r.first >= 1 && r.count >= 65536 && r.first + r.count - 1 <= 0xfffffffe, {
     message: 'must lie within 1-4294967294 and hold at least 65536 uids (one running sandbox needs 65536)',
   });
+
+/** Text read by a parser that throws a RangeError saying what is wrong (common/net-settings.ts). */
+function parsedBy<T>(parse: (text: string) => T) {
+  return z.string().transform((text, ctx): T => {
+    try {
+      return parse(text);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  });
+}
 
 /** A size ("8g") or duration ("10m") in the units the CLI takes, as a positive number. */
 function sizeOrDuration(parse: (text: string) => number) {
@@ -241,6 +254,25 @@ const TABLE = {
         z.array(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/, 'must be registry hosts such as quay.io,reg.lan:5000')),
       ),
     doc: "registries (host[:port],...) for which job pulls may use the host's registry logins (default: none)",
+  },
+  // Jobs' networks (`network` in the job contract; runtime/net/ enforces it): common/net-settings.ts parses these.
+  netPool: {
+    env: 'LID_NET_POOL',
+    default: DEFAULT_NET_POOL,
+    schema: parsedBy(parseNetPool),
+    doc: 'IPv4 CIDR (/8 to /24) networked sandboxes take addresses from; no host route or address may overlap it',
+  },
+  netUplink: {
+    env: 'LID_NET_UPLINK',
+    default: undefined,
+    schema: parsedBy(parseUplink).optional(),
+    doc: "uplink for networked sandboxes, NATed (default: the interface of the default route in the worker's namespace)",
+  },
+  dnsUpstream: {
+    env: 'LID_DNS_UPSTREAM',
+    default: undefined,
+    schema: parsedBy(parseDnsUpstream).optional(),
+    doc: "DNS servers (ip[:port],...) Lid's resolver forwards allowed names to (default: the worker's /etc/resolv.conf)",
   },
   pullMaxBytes: {
     env: 'LID_PULL_MAX_BYTES',

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from './errors.js';
 import { JOB_STATES, type JobRecord, JobRequestSchema, MAX_BATCH } from './job.js';
+import { NetworkSchema } from './network-policy.js';
 import { RUN_STATUSES } from './run-spec.js';
 
 /** Every code an error envelope can carry: LidError's, plus those only HTTP has (authentication, quotas, sizes). */
@@ -98,6 +99,9 @@ export const JobRecordSchema = z.object({
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   traceId: z.string().nullable(),
   metadata: z.record(z.string(), z.string()).optional(),
+  network: NetworkSchema.unwrap()
+    .optional()
+    .describe('the network the job asked for (absent on records from before networking: those ran with "none")'),
 });
 // Fails the typecheck when common/job.ts changes the record without this schema following, and the other way round.
 const _recordMatchesSchema = (r: JobRecord): z.input<typeof JobRecordSchema> => r;

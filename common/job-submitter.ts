@@ -176,6 +176,7 @@ export class Reservation {
       attempts: 0,
       traceId,
       ...(request.metadata ? { metadata: request.metadata } : {}),
+      network: request.network,
     }));
     const entries = this.requests.map((request, i) => {
       // The entry's createdAt is its record's: the worker's queue-wait span starts there.

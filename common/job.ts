@@ -2,6 +2,7 @@
 // the queue, and the record a client reads back. Validated with zod so that every mistake names its field; the
 // gateway's OpenAPI document is generated from these same schemas.
 import { z } from 'zod';
+import { type NetworkRequest, NetworkSchema } from './network-policy.js';
 import { PartialLimitsSchema, SandboxPath } from './run-spec.js';
 
 export const MAX_FILES = 100;
@@ -33,6 +34,11 @@ export const JobRequestSchema = z.strictObject({
     .default({}),
   cwd: SandboxPath.optional(),
   limits: JobLimitsSchema.default({}),
+  network: NetworkSchema.describe(
+    'what the job may reach: "none" (the default: loopback only), "internet", or {"allow": [...]} listing ' +
+      'domains (pypi.org), wildcard subdomains (*.example.com), IPv4 addresses and CIDRs (203.0.113.0/24), each ' +
+      "with an optional :PORT or :LOW-HIGH. The tenant's network ceiling (none, allowlist or internet) bounds it.",
+  ),
   callbackUrl: z.url({ protocol: /^https?$/ }).optional(),
   priority: z.number().int().min(1).max(10).optional(),
   metadata: z
@@ -86,4 +92,6 @@ export interface JobRecord {
   error?: { code: string; message: string };
   traceId: string | null;
   metadata?: Record<string, string>;
+  /** The network the job asked for (records written before issue 10 have none: they ran with "none"). */
+  network?: NetworkRequest;
 }

@@ -101,16 +101,19 @@ const allowEntry = z
 
 /** The job contract's `network` field. */
 export const NetworkSchema = z
-  .union([
-    z.literal('none'),
-    z.literal('internet'),
-    z.strictObject({
-      allow: z
-        .array(allowEntry)
-        .min(1, 'an allowlist needs at least one entry (or use "none")')
-        .max(MAX_ALLOW_ENTRIES, `at most ${MAX_ALLOW_ENTRIES} entries`),
-    }),
-  ])
+  .union(
+    [
+      z.literal('none'),
+      z.literal('internet'),
+      z.strictObject({
+        allow: z
+          .array(allowEntry)
+          .min(1, 'an allowlist needs at least one entry (or use "none")')
+          .max(MAX_ALLOW_ENTRIES, `at most ${MAX_ALLOW_ENTRIES} entries`),
+      }),
+    ],
+    { error: 'must be "none", "internet" or {"allow": [...]} (domains, *.domains, IPv4 addresses, CIDRs)' },
+  )
   .default('none');
 export type NetworkRequest = z.output<typeof NetworkSchema>;
 
@@ -144,4 +147,35 @@ export function parseNetworkFlag(text: string): NetworkRequest {
     return { allow };
   }
   throw new RangeError(`--network must be none, internet or allow=LIST (e.g. allow=pypi.org,*.example.com:443)`);
+}
+
+/** How a message names what a level lets a job ask for. */
+const LEVEL_ASKS: Record<NetworkLevel, string> = {
+  none: '"none"',
+  allowlist: 'an allowlist ({"allow": [...]})',
+  internet: '"internet"',
+};
+
+/**
+ * Why a request is over its tenant's network ceiling, as a problem naming the field (`path`: "network", or
+ * "jobs.3.network" in a batch) and saying what the tenant may use; null when it is within.
+ */
+export function networkCeilingProblem(
+  request: NetworkRequest,
+  ceiling: NetworkLevel,
+  path = 'network',
+): { path: string; message: string; asked: NetworkLevel; ceiling: NetworkLevel; allowed: NetworkLevel[] } | null {
+  if (networkWithin(request, ceiling)) return null;
+  const asked = networkLevel(request);
+  const allowed = NETWORK_LEVELS.slice(0, NETWORK_LEVELS.indexOf(ceiling) + 1);
+  const may = allowed.map((l) => LEVEL_ASKS[l]).join(' or ');
+  return {
+    path,
+    message:
+      `${LEVEL_ASKS[asked]} is above this tenant's network ceiling "${ceiling}": it may use ${may}` +
+      ' (the operator raises it with lid tenants update NAME --network LEVEL)',
+    asked,
+    ceiling,
+    allowed,
+  };
 }

@@ -1,7 +1,7 @@
 // The queue client against a real Redis: it queues a job as the gateway does (record, `queued` event, BullMQ options
 // and fair-share priority, all from common/job-submitter.ts), and holds it to what its header says it checks: the
-// tenant's max queued and ceilings from its record, or a new tenant's defaults when it has none, and a tenant name
-// that fits in Redis keys.
+// tenant's max queued, limit ceilings and network ceiling from its record, or a new tenant's defaults when it has none
+// (no network), and a tenant name that fits in Redis keys.
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -112,4 +112,21 @@ it('refuses a tenant name that cannot be part of a Redis key, and a malformed jo
   expect(name).toMatchObject({ code: 'invalid_spec', message: expect.stringMatching(/tenant name "Tenant:A"/) });
   const spec = await refusal(client.submit('tenant-q', { ...job, image: '' }));
   expect(spec).toMatchObject({ code: 'invalid_spec', message: expect.stringMatching(/^invalid job: image: /) });
+});
+
+it("holds the network under the tenant's ceiling, naming network; a tenant without a record has none", async () => {
+  await createTenant('listed', { network: 'allowlist' });
+  const allow = { allow: ['pypi.org', '203.0.113.0/24:443'] };
+  const over = await refusal(client.submit('listed', { ...job, network: 'internet' }));
+  expect(over.code).toBe('invalid_spec');
+  expect(over.message).toMatch(/^invalid job: network: "internet" is above this tenant's network ceiling "allowlist"/);
+  expect(over.details).toEqual({ problems: [expect.objectContaining({ path: 'network', ceiling: 'allowlist' })] });
+  expect(await redis.get(keys.tenantQueued('listed'))).toBeNull(); // refused before anything was counted
+  const { id } = await client.submit('listed', { ...job, network: allow });
+  expect(((await queue.getJob(id))!.data as QueuedJob).request.network).toEqual(allow);
+  expect((await client.get(id))?.network).toEqual(allow);
+  const unrecorded = await refusal(client.submit('unrecorded-3', { ...job, network: allow }));
+  expect(unrecorded.message).toContain('network ceiling "none": it may use "none"');
+  const plain = await client.submit('unrecorded-3', job);
+  expect(((await queue.getJob(plain.id))!.data as QueuedJob).request.network).toBe('none');
 });

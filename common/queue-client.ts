@@ -10,8 +10,8 @@
 // What it checks before queueing, each refusal a LidError:
 //   - the request against the job schema (invalid_spec naming each field, as the gateway's 400 does);
 //   - the tenant's name (lowercase letters, digits, "-": it is part of Redis keys);
-//   - the tenant's max queued (queue_full) and its six limit ceilings (invalid_spec naming the limit), read from its
-//     record; a tenant without a record gets a new tenant's defaults (TENANT_DEFAULTS), as the workers give it for
+//   - the tenant's max queued (queue_full), its six limit ceilings (invalid_spec naming the limit) and its network
+//     ceiling (invalid_spec naming `network`), read from its record; a tenant without a record gets a new tenant's defaults (TENANT_DEFAULTS), as the workers give it for
 //     its concurrency. One read of the record per submit.
 // What it leaves to the operator, who runs the producer and holds the Redis password (and so could write anything):
 //   - the server caps (LID_CAP_*): not known here; every worker holds each job to its own caps and ends a job above
@@ -29,10 +29,11 @@ import { JobStore } from './job-store.js';
 import { JobSubmitter } from './job-submitter.js';
 import { QUEUES } from './keys.js';
 import { holdUnder, tenantCeilings } from './limits.js';
+import { networkCeilingProblem } from './network-policy.js';
 import { connectRedis } from './redis.js';
 import { contextFromTraceparent } from './telemetry.js';
 import { ceilingsOfTenant, readTenantRecord, TENANT_DEFAULTS, TENANT_NAME } from './tenant-record.js';
-import { parseOrThrow } from './validation.js';
+import { invalidInput, parseOrThrow } from './validation.js';
 
 export class LidQueueClient {
   private readonly redis: Redis;
@@ -57,6 +58,8 @@ export class LidQueueClient {
       throw new LidError('invalid_spec', `tenant name "${tenant}" must be 1 to 63 lowercase letters, digits or "-"`);
     }
     const settings = (await readTenantRecord(this.redis, tenant)) ?? TENANT_DEFAULTS;
+    const network = networkCeilingProblem(parsed.network, settings.network);
+    if (network) throw invalidInput([network], 'job');
     const request = holdUnder(parsed, tenantCeilings(ceilingsOfTenant(settings)));
     const reservation = await this.submitter.reserve({ name: tenant, maxQueued: settings.maxQueued }, [request]);
     // The caller's trace is the parent of the enqueue span (when a tracing SDK runs in this process).

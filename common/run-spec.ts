@@ -2,6 +2,7 @@
 // its field) and what it gets back (RunResult). The runtime, the worker and the CLI all speak these types.
 import path from 'node:path/posix';
 import { z } from 'zod';
+import { NetworkSchema } from './network-policy.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -145,7 +146,11 @@ export const RunSpecSchema = z
       .default('lid'),
     limits: LimitsSchema,
     rlimits: RlimitsSchema,
-    network: z.literal('none').default('none'),
+    /**
+     * What the sandbox may reach (common/network-policy.ts): "none" (loopback only), "internet", or {allow: [...]}.
+     * The runtime compiles it with compileNetwork and enforces it on the host side (runtime/net/).
+     */
+    network: NetworkSchema,
   })
   .refine((spec) => spec.user === undefined || (spec.uid === undefined && spec.gid === undefined), {
     message: 'give either user or uid/gid, not both',

@@ -1,4 +1,5 @@
-// The stored tenant record, as every reader sees it: records from before issue 8 read with today's defaults,
+// The stored tenant record, as every reader sees it: records from before issues 8 and 10 read with today's defaults
+// (no network for a record that never had a network ceiling),
 // whatever Lid does not know is kept, and a record that is not a tenant record is refused with an error naming
 // its key and the field.
 import { expect, it } from 'vitest';
@@ -35,16 +36,25 @@ const refusal = (name: string, text: string) => {
   throw new Error('the record was accepted');
 };
 
-it('reads a record from before the newer ceilings and signing secrets with their defaults', () => {
+it('reads a record from before the newer ceilings, signing secrets and network with their defaults', () => {
   expect(parseTenantRecord('elder', JSON.stringify(FIRST))).toEqual({
     ...FIRST,
     maxCpus: TENANT_DEFAULTS.maxCpus,
     maxPids: TENANT_DEFAULTS.maxPids,
     maxOutputBytes: TENANT_DEFAULTS.maxOutputBytes,
     maxDiskBytes: TENANT_DEFAULTS.maxDiskBytes,
+    network: 'none',
     signingVersion: 0,
     signingNonce: '',
   });
+});
+
+it('keeps a network ceiling it is given, and refuses one that is not a level', () => {
+  expect(TENANT_DEFAULTS.network).toBe('none');
+  const open = newTenantRecord('acme', { network: 'allowlist' }, 'cd34');
+  expect(parseTenantRecord('acme', tenantRecordText(open)).network).toBe('allowlist');
+  const bad = refusal('acme', JSON.stringify({ ...FIRST, name: 'acme', network: 'everything' }));
+  expect(problemsIn(bad)).toEqual([{ path: 'network', message: 'must be one of none, allowlist, internet' }]);
 });
 
 it('reads back what it writes, and keeps fields a newer Lid added', () => {

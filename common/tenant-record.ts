@@ -3,7 +3,8 @@
 // tenant's concurrency, its callback signing secret). One schema, read through one function, so every reader sees
 // the same defaults for what older records lack: records made before issue 8 have no maxCpus, maxPids,
 // maxOutputBytes, maxDiskBytes, signingVersion or signingNonce, and read as if made with today's defaults (their
-// signing secret is version 0 until rotated).
+// signing secret is version 0 until rotated); records made before issue 10 have no network ceiling and read as
+// "none": a tenant reaches no network until the operator says so.
 //
 // Unknown fields are kept, not dropped: a record written by a newer Lid and updated by an older one (a rolling
 // upgrade) keeps what the older one does not know.
@@ -12,6 +13,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { keys } from './keys.js';
 import type { LimitValues } from './limits.js';
+import { NETWORK_LEVELS } from './network-policy.js';
 import { LIMIT_BOUNDS } from './run-spec.js';
 import { parseJsonOrThrow, parseOrThrow } from './validation.js';
 
@@ -35,6 +37,11 @@ export const TenantSettingsSchema = z
     maxPids: z.number().int().min(LIMIT_BOUNDS.pids[0]).max(LIMIT_BOUNDS.pids[1]),
     maxOutputBytes: z.number().int().min(LIMIT_BOUNDS.outputBytes[0]).max(LIMIT_BOUNDS.outputBytes[1]),
     maxDiskBytes: z.number().int().min(LIMIT_BOUNDS.diskBytes[0]).max(LIMIT_BOUNDS.diskBytes[1]),
+    /**
+     * The most network its jobs may ask for (common/network-policy.ts): none < allowlist < internet. A sandbox with
+     * a network sends packets from the operator's machines, so no tenant has one unless the operator gives it.
+     */
+    network: z.enum(NETWORK_LEVELS, { error: `must be one of ${NETWORK_LEVELS.join(', ')}` }),
   })
   .partial();
 export type TenantSettings = Required<z.output<typeof TenantSettingsSchema>>;
@@ -46,7 +53,8 @@ export type TenantSettings = Required<z.output<typeof TenantSettingsSchema>>;
  * parallel compilers fits; a fork bomb stops at 256), and 16 MiB of output per stream, which the worker holds in
  * memory and Redis keeps about three times over (events, record, final event) for LID_RESULT_TTL. A minute of run
  * time and 1 GiB of scratch disk cover compiling and running a program. The server caps (LID_CAP_*) bound them
- * again; an operator raises a tenant's ceilings with `lid tenants update`.
+ * again; an operator raises a tenant's ceilings with `lid tenants update`. No network: the operator opens it per
+ * tenant (`--network allowlist` or `internet`).
  */
 export const TENANT_DEFAULTS: Readonly<TenantSettings> = Object.freeze({
   concurrency: 4,
@@ -58,6 +66,7 @@ export const TENANT_DEFAULTS: Readonly<TenantSettings> = Object.freeze({
   maxPids: 256,
   maxOutputBytes: 16 * 1024 ** 2,
   maxDiskBytes: 1024 ** 3,
+  network: 'none',
 });
 
 const setting = TenantSettingsSchema.required().shape;
@@ -79,6 +88,7 @@ const TenantRecordFields = z.object({
   maxPids: setting.maxPids.default(D.maxPids),
   maxOutputBytes: setting.maxOutputBytes.default(D.maxOutputBytes),
   maxDiskBytes: setting.maxDiskBytes.default(D.maxDiskBytes),
+  network: setting.network.default(D.network),
   createdAt: z.string(),
   revokedAt: z.string().nullable(),
   /** The hex SHA-256 of the tenant's API key (keys.apiKey maps it back to the name). */
@@ -109,7 +119,7 @@ export function tenantRecordText(record: TenantRecord): string {
 
 /** The tenant's six ceilings as limit values, for common/limits.ts to hold its jobs under. */
 export function ceilingsOfTenant(
-  tenant: Omit<TenantSettings, 'concurrency' | 'ratePerSec' | 'maxQueued'>,
+  tenant: Omit<TenantSettings, 'concurrency' | 'ratePerSec' | 'maxQueued' | 'network'>,
 ): LimitValues {
   return {
     timeoutMs: tenant.maxTimeoutMs,

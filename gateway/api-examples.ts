@@ -8,6 +8,7 @@ export const API_EXAMPLES = {
     stdin: 'hello',
     env: { PYTHONUNBUFFERED: '1' },
     limits: { timeoutMs: 5000, memoryBytes: 134217728 },
+    network: { allow: ['pypi.org', '*.pythonhosted.org:443'] },
     priority: 5,
     metadata: { submission: '42' },
   },
@@ -33,6 +34,7 @@ export const API_EXAMPLES = {
     },
     traceId: null,
     metadata: { submission: '42' },
+    network: { allow: ['pypi.org', '*.pythonhosted.org:443'] },
   },
   batchRequest: {
     jobs: [

@@ -72,6 +72,7 @@ describe('submitting a job', () => {
       attempts: 0,
       traceId: null,
       metadata: { ticket: '7' },
+      network: 'none',
     });
     expect(reply.headers.get('Location')).toBe(`/v1/jobs/${record.id}`);
     expect(await h.jobs.get(record.id)).toEqual(record);

@@ -1,11 +1,13 @@
 // The checks a job spec gets beyond its schema, which need the tenant or the cluster: the image must be one the
-// workers offer (gateway/image-names.ts) and the limits must fit under the tenant's ceilings and the server's caps
-// (gateway/quota.ts).
+// workers offer (gateway/image-names.ts), the network must be within the tenant's network ceiling
+// (common/network-policy.ts networkCeilingProblem) and the limits must fit under the tenant's ceilings and the
+// server's caps (gateway/quota.ts).
 // A batch is checked whole before anything is queued, and each problem names its job ("jobs.3.image").
 // A callbackUrl whose host is an address the egress policy refuses (a literal IP, or localhost) is refused here,
 // where the tenant can fix it; names are checked when the worker resolves them at delivery.
 import type { JobRequest } from '../common/job.js';
 import { serverCaps } from '../common/limits.js';
+import { networkCeilingProblem } from '../common/network-policy.js';
 import { invalidInput, type Problem } from '../common/validation.js';
 import type { Services } from './deps.js';
 import { applyCeilings } from './quota.js';
@@ -21,7 +23,12 @@ export async function checkJobs(
   const checkImage = await s.images.checker();
   const problems = requests.flatMap((r, i) => {
     const image = checkImage(r.image, `${prefixOf(i)}image`);
-    return [...(image ? [image] : []), ...callbackProblems(s, r.callbackUrl, `${prefixOf(i)}callbackUrl`)];
+    const network = networkCeilingProblem(r.network, tenant.network, `${prefixOf(i)}network`);
+    return [
+      ...(image ? [image] : []),
+      ...(network ? [network] : []),
+      ...callbackProblems(s, r.callbackUrl, `${prefixOf(i)}callbackUrl`),
+    ];
   });
   if (problems.length) throw invalidInput(problems, requests.length === 1 ? 'job' : 'batch');
   const caps = serverCaps(s.config);

@@ -71,8 +71,19 @@ function operationOf(route: RouteConfig): Json {
   };
 }
 
+// zod reads a schema's metadata from one registry, the global one (where .describe() puts descriptions) unless told
+// otherwise; apiSchemas holds the components' examples. Both, then: a component's own entry over the global one.
+const withExamples = {
+  get: (schema: z.ZodType) => {
+    const own = apiSchemas.get(schema);
+    const global = z.globalRegistry.get(schema);
+    return own || global ? { ...global, ...own } : undefined;
+  },
+} as unknown as typeof apiSchemas;
+
 function components(): Json {
   const { schemas } = z.toJSONSchema(apiSchemas, {
+    metadata: withExamples,
     io: 'input',
     unrepresentable: 'any',
     uri: (id) => `#/components/schemas/${id}`,

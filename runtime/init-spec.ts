@@ -16,6 +16,8 @@ export interface InitSpec {
   user: string;
   cwd: string;
   rlimits: { nofile: number; stack: number; fsize: number };
+  /** A networked sandbox's eth0: its IPv4 address, prefix and default gateway (runtime/net/); null for none. */
+  net: { address: string; prefix: number; gateway: string } | null;
   /** Paths (inside the sandbox) that Lid placed for the job: lid-init gives them to the job's user. */
   owned: string[];
   argv: string[];
@@ -51,6 +53,9 @@ export function encodeInitSpec(spec: InitSpec): Buffer {
     count(spec.rlimits.nofile, 'rlimits.nofile'),
     count(spec.rlimits.stack, 'rlimits.stack'),
     count(spec.rlimits.fsize, 'rlimits.fsize'),
+    field(spec.net?.address ?? '', 'net.address'),
+    count(spec.net?.prefix ?? 0, 'net.prefix'),
+    field(spec.net?.gateway ?? '', 'net.gateway'),
     count(spec.owned.length, 'owned length'),
     ...spec.owned.map((p) => field(p, 'an owned path')),
     count(spec.argv.length, 'argv length'),

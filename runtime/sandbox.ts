@@ -172,6 +172,7 @@ export class Sandbox {
           cwd: run.cwd,
           // Just above the disk: a job that fills its disk sees ENOSPC, not SIGXFSZ; no file can pass the limit.
           rlimits: { ...run.rlimits, fsize: run.limits.diskBytes + FSIZE_MARGIN },
+          net: null,
           owned,
           argv: run.argv,
           env: run.env,

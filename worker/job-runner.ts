@@ -48,6 +48,30 @@ function boundedOutput(limit: number): (stream: 'stdout' | 'stderr', chunk: Uint
   };
 }
 
+/**
+ * The sandbox a job runs in: the image's layers and defaults under the request's command, environment and working
+ * directory, its files and stdin, the limits as asked (fitted under the caps: the runtime fills in its defaults),
+ * this worker's process limits, and the network the request asked for (held under its tenant's ceiling at submit).
+ */
+export function sandboxSpec(
+  request: JobRequest,
+  image: HeldImage['image'],
+  limits: JobLimits,
+  rlimits: { nofile: number; stack: number },
+): RunSpecInput {
+  const defaults = jobDefaults(image.config, { argv: request.command, env: request.env, cwd: request.cwd });
+  return {
+    rootfs: image.layerDirs,
+    ...defaults,
+    files: filesOf(request),
+    ...(request.stdin !== undefined ? { stdin: request.stdin } : {}),
+    hostname: 'lid',
+    limits,
+    rlimits,
+    network: request.network,
+  };
+}
+
 export class JobRunner {
   constructor(
     private readonly jobs: JobStore,
@@ -100,30 +124,13 @@ export class JobRunner {
       lease = await inSpan('image.resolve', { [ATTR.image]: job.request.image }, () =>
         this.images.acquire(job.request.image),
       );
-      const { image } = lease;
-      const defaults = jobDefaults(image.config, {
-        argv: job.request.command,
-        env: job.request.env,
-        cwd: job.request.cwd,
+      const result = await this.runtime.run(sandboxSpec(job.request, lease.image, limits, this.rlimits), {
+        signal,
+        onOutput: (stream, chunk) => {
+          const kept = outputRoom(stream, chunk);
+          if (kept.length) emit({ type: 'output', stream, ...encodeChunk(kept) });
+        },
       });
-      const result = await this.runtime.run(
-        {
-          rootfs: image.layerDirs,
-          ...defaults,
-          files: filesOf(job.request),
-          ...(job.request.stdin !== undefined ? { stdin: job.request.stdin } : {}),
-          hostname: 'lid',
-          limits, // as asked (and fitted under the caps): the runtime fills in its defaults
-          rlimits: this.rlimits,
-        },
-        {
-          signal,
-          onOutput: (stream, chunk) => {
-            const kept = outputRoom(stream, chunk);
-            if (kept.length) emit({ type: 'output', stream, ...encodeChunk(kept) });
-          },
-        },
-      );
       traceSandboxPhases(result, nowMs());
       await emitted;
       await inSpan('result.store', {}, () =>

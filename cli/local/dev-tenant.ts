@@ -1,11 +1,35 @@
-// The all-in-one's development tenant: `lid up` creates it when no tenant exists and keeps its API key in
-// LID_DATA_DIR/dev-tenant.json (mode 0600), where `lid run` and the load test find it when LID_API_KEY is unset.
+// The all-in-one's development tenant: `lid up` creates it when no tenant exists, with the settings below, and keeps
+// its API key in LID_DATA_DIR/dev-tenant.json (mode 0600), where `lid run` and the load test find it when
+// LID_API_KEY is unset.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LidConfig } from '../../common/config.js';
 import { LidError } from '../../common/errors.js';
+import { serverCaps } from '../../common/limits.js';
+import type { TenantSettings } from '../../common/tenant-record.js';
 
 export const DEV_TENANT = 'dev';
+
+/**
+ * The development tenant may use the whole machine: as many jobs at once as the worker runs, a request rate that
+ * never stands between a developer (or the load test) and the service, job limits up to the server's caps, and the
+ * internet, so that a new user can try `network` at once (other tenants have none until the operator gives it).
+ */
+export function devTenantSettings(config: LidConfig): TenantSettings {
+  const caps = serverCaps(config);
+  return {
+    concurrency: 64,
+    ratePerSec: 5000,
+    maxQueued: 100_000,
+    maxTimeoutMs: caps.timeoutMs,
+    maxMemoryBytes: caps.memoryBytes,
+    maxCpus: caps.cpus,
+    maxPids: caps.pids,
+    maxOutputBytes: caps.outputBytes,
+    maxDiskBytes: caps.diskBytes,
+    network: 'internet',
+  };
+}
 
 export function devKeyFile(config: LidConfig): string {
   return path.resolve(config.dataDir, 'dev-tenant.json');

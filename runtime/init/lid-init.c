@@ -42,7 +42,10 @@
 #include <linux/filter.h>
 #include <linux/magic.h>
 #include <linux/seccomp.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -116,6 +119,10 @@ struct spec {
   const char *user; /* "" (unprivileged default), "uid[:gid]" or "name[:group]", resolved in resolve_user */
   const char *cwd;
   rlim_t nofile, stack, fsize;
+  /* A networked sandbox's eth0 (runtime/net/): its IPv4 address, prefix and gateway; empty when it has none. */
+  const char *net_address;
+  unsigned long net_prefix;
+  const char *net_gateway;
   char **owned; /* paths Lid placed for the job, to be owned by its user */
   char **argv;
   char **envp;
@@ -168,6 +175,9 @@ static void read_spec(struct spec *s) {
   s->nofile = next_number(&c);
   s->stack = next_number(&c);
   s->fsize = next_number(&c);
+  s->net_address = next_field(&c);
+  s->net_prefix = next_number(&c);
+  s->net_gateway = next_field(&c);
   s->owned = next_list(&c);
   s->argv = next_list(&c);
   s->envp = next_list(&c);
@@ -231,12 +241,15 @@ static const char *const read_only[] = {"/proc/sys", "/proc/bus", "/proc/fs", "/
  * directory), and a mask may be skipped only when this kernel's procfs has no such file; any other failure ends the
  * sandbox before the job runs.
  */
-static void mount_proc(void) {
+static void disable_ipv6(void);
+
+static void mount_proc(int networked) {
   const unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (mount("proc", "/proc", "proc", safe, NULL) != 0) fail("mount /proc");
   struct statfs fs;
   if (statfs("/proc", &fs) != 0) fail("mount /proc");
   if (fs.f_type != PROC_SUPER_MAGIC) fail_with("mount /proc", ENOTDIR);
+  if (networked) disable_ipv6(); /* while /proc/sys is still writable */
   for (int i = 0; masked[i]; i++)
     if (mount("/dev/null", masked[i], NULL, MS_BIND, NULL) != 0 && errno != ENOENT) fail("mask /proc path");
   for (int i = 0; read_only[i]; i++) {
@@ -261,6 +274,53 @@ static void loopback_up(void) {
     if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) fail("bring loopback up");
   }
   close(s);
+}
+
+/*
+ * A networked sandbox's side of its veth pair (the spawner made the pair and put this end, eth0, here): its address,
+ * up, and the default route through the bridge. IPv6 is off in networked sandboxes (the host drops it too), so the
+ * kernel gives eth0 no IPv6 address to leak through. Classic ioctls: a handful, no netlink needed in here.
+ */
+static void configure_eth0(const struct spec *s) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail("configure eth0");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "eth0");
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+  sin->sin_family = AF_INET;
+  if (inet_pton(AF_INET, s->net_address, &sin->sin_addr) != 1) fail_with("configure eth0", EINVAL);
+  if (ioctl(fd, SIOCSIFADDR, &ifr) != 0) fail("set eth0's address");
+  sin->sin_addr.s_addr = htonl(s->net_prefix == 0 ? 0 : ~0U << (32 - s->net_prefix));
+  if (ioctl(fd, SIOCSIFNETMASK, &ifr) != 0) fail("set eth0's netmask");
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) fail("bring eth0 up");
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) fail("bring eth0 up");
+  struct rtentry route;
+  memset(&route, 0, sizeof route);
+  ((struct sockaddr_in *)&route.rt_dst)->sin_family = AF_INET;
+  ((struct sockaddr_in *)&route.rt_genmask)->sin_family = AF_INET;
+  struct sockaddr_in *gw = (struct sockaddr_in *)&route.rt_gateway;
+  gw->sin_family = AF_INET;
+  if (inet_pton(AF_INET, s->net_gateway, &gw->sin_addr) != 1) fail_with("add the default route", EINVAL);
+  route.rt_flags = RTF_UP | RTF_GATEWAY;
+  route.rt_dev = "eth0";
+  if (ioctl(fd, SIOCADDRT, &route) != 0) fail("add the default route");
+  close(fd);
+}
+
+static void disable_ipv6(void) {
+  const char *const files[] = {"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6",
+                               NULL};
+  for (int i = 0; files[i]; i++) {
+    int fd = open(files[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return; /* a kernel without IPv6: nothing to turn off */
+      fail("turn IPv6 off");
+    }
+    if (write(fd, "1", 1) != 1) fail("turn IPv6 off");
+    close(fd);
+  }
 }
 
 /* ---- the image's user ------------------------------------------------------------------------------------ */
@@ -384,9 +444,10 @@ int main(int argc, char **argv) {
   /* Now inside the job's cgroups: a cgroup namespace rooted here hides the host's cgroup paths. */
   if (unshare(CLONE_NEWCGROUP) != 0) fail("unshare cgroup namespace");
   MARK("cgroupns");
-  mount_proc();
+  mount_proc(*s.net_address != '\0');
   MARK("proc");
   loopback_up();
+  if (*s.net_address) configure_eth0(&s);
   MARK("loopback");
 
   unsigned long uid, gid;

@@ -1,0 +1,100 @@
+// The address pool of networked sandboxes (LID_NET_POOL, default 10.231.0.0/16): the bridge takes the first host
+// address, and the sandbox holding uid slot N takes the address 2 + N. Slots are unique host-wide (flock: see
+// runtime/uid-slots.ts), so addresses never collide, across runtimes too, with no allocator of their own. The pool
+// must not overlap anything the worker's network namespace already routes: Lid checks its addresses and routes at
+// start and refuses an overlapping pool, naming what it overlaps. Pure but for the two readers at the bottom.
+import fs from 'node:fs';
+import os from 'node:os';
+import { LidError } from '../../common/errors.js';
+
+export interface Pool {
+  /** Network address, e.g. "10.231.0.0". */
+  address: string;
+  prefix: number;
+}
+
+export const DEFAULT_POOL: Pool = Object.freeze({ address: '10.231.0.0', prefix: 16 });
+
+const toInt = (ip: string) => ip.split('.').reduce((n, o) => (n << 8) + Number(o), 0) >>> 0;
+const toIp = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 0xff).join('.');
+const size = (prefix: number) => 2 ** (32 - prefix);
+
+/** "10.231.0.0/16" into a pool, refusing what cannot hold a bridge and sandboxes. */
+export function parsePool(text: string): Pool {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text.trim());
+  const prefix = Number(m?.[2]);
+  if (!m || m[1]!.split('.').some((o) => Number(o) > 255) || prefix > 29 || prefix < 8)
+    throw new RangeError(
+      `"${text}" is not an IPv4 pool: write ADDRESS/PREFIX with a prefix of 8-29, e.g. 10.231.0.0/16`,
+    );
+  const network = (toInt(m[1]!) & ~(size(prefix) - 1)) >>> 0;
+  return { address: toIp(network), prefix };
+}
+
+export const bridgeAddress = (pool: Pool): string => toIp(toInt(pool.address) + 1);
+
+/** How many sandboxes the pool holds at once: every host address but the bridge's. */
+export const capacity = (pool: Pool): number => size(pool.prefix) - 3;
+
+/** The address of the sandbox in uid slot `index` (0-based). */
+export function sandboxAddress(pool: Pool, index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index >= capacity(pool))
+    throw new LidError(
+      'setup_failed',
+      `uid slot ${index} has no address in the pool ${pool.address}/${pool.prefix} (${capacity(pool)} addresses): ` +
+        'widen LID_NET_POOL',
+    );
+  return toIp(toInt(pool.address) + 2 + index);
+}
+
+/** Whether two IPv4 networks share an address. */
+export function overlaps(a: Pool, b: Pool): boolean {
+  const prefix = Math.min(a.prefix, b.prefix); // the wider network: they overlap when it holds the other's start
+  const mask = prefix === 0 ? 0 : ~(size(prefix) - 1) >>> 0;
+  return (toInt(a.address) & mask) >>> 0 === (toInt(b.address) & mask) >>> 0;
+}
+
+export interface Occupant {
+  what: string;
+  network: Pool;
+}
+
+/** What of `taken` the pool overlaps; the bridge's own address (a restarted Lid finds it) does not count. */
+export function clashes(pool: Pool, taken: Occupant[]): Occupant[] {
+  return taken.filter((t) => overlaps(pool, t.network));
+}
+
+// --- What the worker's network namespace holds ----------------------------------------------------------------------
+
+/** IPv4 routes of this network namespace (/proc/net/route: little-endian hex), and the default route's interface. */
+export function readRoutes(text = fs.readFileSync('/proc/net/route', 'utf8')): {
+  routes: Occupant[];
+  defaultInterface: string | null;
+} {
+  const routes: Occupant[] = [];
+  let defaultInterface: string | null = null;
+  for (const line of text.split('\n').slice(1)) {
+    const [iface, dest, , , , , , mask] = line.trim().split(/\s+/);
+    if (!iface || !dest || !mask) continue;
+    const le = (hex: string) => Number.parseInt(hex.match(/../g)!.reverse().join(''), 16) >>> 0;
+    const maskBits = le(mask).toString(2).replace(/0/g, '').length;
+    if (le(dest) === 0 && maskBits === 0) {
+      defaultInterface ??= iface;
+      continue;
+    }
+    routes.push({
+      what: `the route to ${toIp(le(dest))}/${maskBits} via ${iface}`,
+      network: { address: toIp(le(dest)), prefix: maskBits },
+    });
+  }
+  return { routes, defaultInterface };
+}
+
+/** IPv4 addresses of this network namespace's interfaces, as /32 networks (what a sandbox must never reach). */
+export function hostAddresses(): Occupant[] {
+  return Object.entries(os.networkInterfaces()).flatMap(([name, list]) =>
+    (list ?? [])
+      .filter((a) => a.family === 'IPv4')
+      .map((a) => ({ what: `${a.address} on ${name}`, network: { address: a.address, prefix: 32 } })),
+  );
+}
