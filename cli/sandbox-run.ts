@@ -6,6 +6,7 @@ import os from 'node:os';
 import { Command } from 'commander';
 import type { LidConfig } from '../common/config.js';
 import { isLidError, LidError } from '../common/errors.js';
+import { sandboxNetworkOptions } from '../common/net-settings.js';
 import { runResultView } from '../common/run-result-json.js';
 import type { RunResult, RunSpecInput } from '../common/run-spec.js';
 import { jobDefaults } from '../images/image-defaults.js';
@@ -115,6 +116,7 @@ async function runCommand(config: LidConfig, argv: string[], flags: RunFlags): P
       mountDir: config.mountDir,
       sandboxUids: config.sandboxUids,
       threads: 1,
+      network: sandboxNetworkOptions(config),
     });
     const result = await runtime.run(spec, {
       signal: controller.signal,

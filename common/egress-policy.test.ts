@@ -1,6 +1,7 @@
 // The address classification and the policy read from LID_ALLOW_PRIVATE_EGRESS, without any network: every kind of
 // address in its usual and its IPv6-embedded spellings, properties over random addresses (fast-check), the allow
 // list's forms and its errors, and the literal-host check the gateway makes on a callbackUrl.
+import net from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from './config.js';
@@ -98,6 +99,31 @@ describe('classifyAddress', () => {
         expect(EgressPolicy.ANY.verdict(a).allowed).toBe(true);
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe('the IPv4 ranges that sandboxes with internet get (the nftables side of the same policy)', () => {
+  const inRanges = (a: string, cidrs: string[]) => {
+    const list = new net.BlockList();
+    for (const c of cidrs) list.addSubnet(c.split('/')[0]!, Number(c.split('/')[1]), 'ipv4');
+    return list.check(a, 'ipv4');
+  };
+  // Random addresses, and addresses near the edges of every range (where an off-by-one would show).
+  const edges = KINDS.flatMap(([, list]) => list.filter((a) => net.isIPv4(a)));
+  const address = fc.oneof(
+    fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((p) => p.join('.')),
+    fc.constantFrom(...edges, '203.0.112.255', '203.0.114.0', '10.1.2.3', '10.1.2.4', '169.254.169.255'),
+  );
+  it('property: refused minus exempt is exactly what verdict refuses, for every policy form', () => {
+    const policies = [EgressPolicy.DEFAULT, EgressPolicy.parse('true'), EgressPolicy.ANY];
+    policies.push(EgressPolicy.parse('203.0.113.0/24, 10.1.2.3, fd00::/8, 169.254.169.254'));
+    fc.assert(
+      fc.property(address, fc.constantFrom(...policies), (a, policy) => {
+        const refused = inRanges(a, policy.refusedIpv4Ranges()) && !inRanges(a, policy.exemptIpv4Ranges());
+        expect(refused).toBe(!policy.verdict(a).allowed);
+      }),
+      { numRuns: 4000 },
     );
   });
 });

@@ -183,6 +183,23 @@ export class EgressPolicy {
     );
   }
 
+  /**
+   * The same decision for networked sandboxes with `internet` (runtime/net/egress-firewall.ts), as IPv4 CIDRs for
+   * nftables (sandboxes have no IPv6): the ranges refused, and those the operator exempted from them.
+   */
+  refusedIpv4Ranges(): string[] {
+    if (this.mode === 'any') return [];
+    const kinds = this.mode === 'private' ? (['metadata'] as const) : KINDS.map((k) => k.kind);
+    return kinds.flatMap((kind) => RANGES[kind].filter((cidr) => net.isIPv4(cidr.split('/')[0]!)));
+  }
+
+  exemptIpv4Ranges(): string[] {
+    if (this.mode !== 'cidrs') return [];
+    return this.cidrs
+      .filter((cidr) => net.isIPv4(cidr.split('/')[0]!))
+      .map((cidr) => (cidr.includes('/') ? cidr : `${cidr}/32`));
+  }
+
   /** How the policy reads, for messages: what else is allowed beyond public addresses. */
   describe(): string {
     if (this.mode === 'any') return 'every address';

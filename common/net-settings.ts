@@ -1,10 +1,12 @@
 // The operator's network settings, as common/config.ts reads them and the runtime's networking (runtime/net/) takes
 // them: the address pool sandboxes get their addresses from (LID_NET_POOL), the uplink their traffic leaves by
 // (LID_NET_UPLINK) and the DNS servers Lid's resolver forwards allowed names to (LID_DNS_UPSTREAM, by default the
-// nameservers of the worker's /etc/resolv.conf). Parsing only, plus the one read of resolv.conf; nothing here touches
-// an interface or a route.
+// nameservers of the worker's /etc/resolv.conf). Parsing, the one read of resolv.conf and the lookup of Lid's own
+// service addresses; nothing here touches an interface or a route.
+import dns from 'node:dns/promises';
 import fs from 'node:fs';
 import net from 'node:net';
+import type { EgressPolicy } from './egress-policy.js';
 
 /** An IPv4 network, its host bits clear: 10.231.0.0/16 is { address: '10.231.0.0', prefix: 16 }. */
 export interface Ipv4Pool {
@@ -118,4 +120,52 @@ export function dnsUpstreamServers(configured: DnsServer[] | undefined, resolvCo
   const servers = nameserversOf(text);
   if (servers.length === 0) throw new Error(`${resolvConf} names no nameserver: set LID_DNS_UPSTREAM`);
   return servers;
+}
+
+/** What a worker (or `lid sandbox run`) hands SandboxRuntime.start as `network`, from its configuration. */
+export function sandboxNetworkOptions(
+  config: { netPool: Ipv4Pool; netUplink?: string; dnsUpstream?: DnsServer[]; egress: EgressPolicy },
+  protect: string[] = [],
+): { pool: Ipv4Pool; uplink?: string; upstreams?: DnsServer[]; egress: EgressPolicy; protect: string[] } {
+  return {
+    pool: config.netPool,
+    uplink: config.netUplink,
+    upstreams: config.dnsUpstream,
+    egress: config.egress,
+    protect,
+  };
+}
+
+/**
+ * The IPv4 addresses of Lid's own services (Redis, the gateway) named by these URLs, which no sandbox may reach
+ * whatever its policy. A name that does not resolve protects nothing and is skipped: the service is then not
+ * reachable through it either.
+ */
+export async function serviceAddresses(urls: (string | undefined)[]): Promise<string[]> {
+  const found = new Set<string>();
+  for (const url of urls) {
+    if (!url) continue;
+    let hosts: string[];
+    try {
+      const u = new URL(url);
+      // redis-sentinel://h1:p1,h2:p2/name carries several hosts; URL parses only the first.
+      hosts = u.protocol.startsWith('redis-sentinel')
+        ? url
+            .replace(/^[^/]*\/\/(?:[^@/]*@)?/, '')
+            .split('/')[0]!
+            .split(',')
+            .map((h) => h.replace(/:\d+$/, ''))
+        : [u.hostname.replace(/^\[|\]$/g, '')];
+    } catch {
+      continue;
+    }
+    for (const host of hosts) {
+      if (net.isIPv4(host)) found.add(host);
+      else if (!net.isIP(host)) {
+        const addresses = await dns.lookup(host, { all: true, family: 4 }).catch(() => []);
+        for (const a of addresses) found.add(a.address);
+      }
+    }
+  }
+  return [...found];
 }

@@ -170,6 +170,10 @@ export interface RunUsage {
   /** Highest number of tasks at once; null where the kernel keeps no peak (cgroup v2 before Linux 6.13). */
   pidsPeak: number | null;
   oomKilled: boolean;
+  /** A networked sandbox's traffic (its veth's counters) and the connections its policy refused; absent for none. */
+  netRxBytes?: number;
+  netTxBytes?: number;
+  netDenied?: number;
 }
 
 export interface RunTimings {
@@ -188,6 +192,8 @@ export interface SetupSteps {
   namespacesMs: number;
   spawnMs: number;
   mountsMs: number;
+  /** A networked sandbox's veth pair, made right after the mounts: part of mountsMs, shown on its own. */
+  networkMs?: number;
   attachMs: number;
 }
 

@@ -15,7 +15,7 @@
 //
 // Output: a human table, then as the LAST line one JSON object (also saved under load-tests/reports/).
 // Needs root (namespaces, mounts, cgroups). Usage: npm run bench:runtime -- [--runs N] [--peer-runs N]
-//   [--concurrency C] [--concurrent-runs N] [--threads T] [--skip-peers]
+//   [--concurrency C] [--concurrent-runs N] [--threads T] [--net-runs N] [--skip-peers]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../common/run-spec.js';
 import { type RunResult, SandboxRuntime } from '../runtime/index.js';
 import { busyboxRootfs } from '../test/busybox-rootfs.js';
+import { NetRunner, NetWorld, WORLD_GATEWAY } from '../test/net-world.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -35,6 +36,7 @@ const { values: args } = parseArgs({
     'concurrent-runs': { type: 'string', default: '1000' },
     threads: { type: 'string' },
     'skip-peers': { type: 'boolean', default: false },
+    'net-runs': { type: 'string', default: '200' },
   },
 });
 
@@ -46,6 +48,7 @@ function positiveInt(name: string, raw: string): number {
 
 const RUNS = positiveInt('runs', args.runs);
 const PEER_RUNS = positiveInt('peer-runs', args['peer-runs']);
+const NET_RUNS = positiveInt('net-runs', args['net-runs']);
 const CONCURRENCY = positiveInt('concurrency', args.concurrency);
 const CONCURRENT_RUNS = positiveInt('concurrent-runs', args['concurrent-runs']);
 const THREADS = args.threads === undefined ? undefined : positiveInt('threads', args.threads);
@@ -320,6 +323,37 @@ async function benchBwrap(bwrap: string, rootfs: string): Promise<Stats> {
   return stats(await timeSequential(PEER_RUNS, () => execOk(bwrap, argv)));
 }
 
+/**
+ * Networked against loopback-only sandboxes, in a runtime inside a network namespace this benchmark makes (never on
+ * the machine's own uplink): the runs alternate, so both see the same machine. bwrap --share-net is the lower bound
+ * of a sandbox that builds no network at all.
+ */
+async function benchNetwork(
+  rootfs: string,
+  bwrap: string | null,
+): Promise<{ none: Stats; internet: Stats; bwrapShareNet: Stats | null }> {
+  const world = NetWorld.create();
+  try {
+    const runner = await NetRunner.start(world, {
+      upstreams: [{ address: WORLD_GATEWAY, port: 53 }],
+      threads: THREADS,
+    });
+    try {
+      await runner.bench({ rootfs, runs: 20, bwrap: bwrap ?? undefined }); // warm-up
+      const s = await runner.bench({ rootfs, runs: NET_RUNS, bwrap: bwrap ?? undefined });
+      return {
+        none: stats(s.none!),
+        internet: stats(s.internet!),
+        bwrapShareNet: s.bwrap_share_net!.length ? stats(s.bwrap_share_net!) : null,
+      };
+    } finally {
+      await runner.stop();
+    }
+  } finally {
+    world.destroy();
+  }
+}
+
 function fmt(n: number | null, digits = 2): string {
   return n === null || !Number.isFinite(n) ? '-' : n.toFixed(digits);
 }
@@ -354,6 +388,7 @@ async function main(): Promise<void> {
     await rt.close();
   }
 
+  const netBench = await benchNetwork(rootfs, bwrapPath);
   const runcStats = runcPath ? await benchRunc(runcPath, rootfs) : null;
   const bwrapStats = bwrapPath ? await benchBwrap(bwrapPath, rootfs) : null;
 
@@ -367,6 +402,9 @@ async function main(): Promise<void> {
     ['runc', runcStats],
     ['bwrap (no cgroups)', bwrapStats],
     ['spawn /bin/true (host)', spawnStats],
+    ['lid none (in a netns)', netBench.none],
+    ['lid internet (veth+nft)', netBench.internet],
+    ['bwrap --share-net', netBench.bwrapShareNet],
   ];
   const out: string[] = [];
   out.push(`create + run + destroy of /bin/true on ${rootfs}`);
@@ -387,6 +425,11 @@ async function main(): Promise<void> {
   out.push(`lid concurrent: ${fmt(conc.perSecond, 1)} runs/s (${CONCURRENT_RUNS} runs, ${CONCURRENCY} in flight)`);
   out.push(`runc p50 / lid p50:  ${fmt(runcOverLid)}x`);
   out.push(`bwrap p50 / lid p50: ${fmt(bwrapOverLid)}x`);
+  const netExtra = netBench.internet.p50 - netBench.none.p50;
+  out.push(
+    `networking (interleaved in a test network namespace, ${NET_RUNS} runs each): internet costs ` +
+      `${fmt(netExtra)} ms more than none at p50`,
+  );
   out.push('');
   out.push('where lid time goes (sequential, medians):');
   out.push(
@@ -403,6 +446,7 @@ async function main(): Promise<void> {
   check(`lid p50 <= bwrap p50 (${fmt(bwrapStats?.p50 ?? null)})`, bwrapStats ? lidP50 <= bwrapStats.p50 : null);
   check(`runc >= 5x lid (${fmt(runcOverLid)}x)`, runcOverLid === null ? null : runcOverLid >= 5);
   check(`concurrent >= 300 runs/s (${fmt(conc.perSecond, 1)})`, conc.perSecond >= 300);
+  check(`a networked sandbox costs <= 2 ms more at p50 (${fmt(netExtra)})`, netExtra <= 2);
   for (const note of notes) out.push(`note: ${note}`);
 
   const report = {
@@ -422,6 +466,12 @@ async function main(): Promise<void> {
     bwrap_p50_ms: round2(bwrapStats?.p50 ?? null),
     bwrap_p99_ms: round2(bwrapStats?.p99 ?? null),
     spawn_p50_ms: round2(spawnStats.p50),
+    lid_net_p50_ms: round2(netBench.internet.p50),
+    lid_net_p99_ms: round2(netBench.internet.p99),
+    lid_net_none_p50_ms: round2(netBench.none.p50),
+    lid_net_extra_p50_ms: round2(netExtra),
+    bwrap_share_net_p50_ms: round2(netBench.bwrapShareNet?.p50 ?? null),
+    net_runs: NET_RUNS,
     runc_over_lid: round2(runcOverLid),
     bwrap_over_lid: round2(bwrapOverLid),
     runs: RUNS,

@@ -1,6 +1,7 @@
 // Messages between the runtime's public API (main thread, runtime.ts) and its spawner threads (sandbox-thread.ts).
 import type { Limits, RunResult } from '../common/run-spec.js';
 import type { CgroupLayout } from './cgroups/driver.js';
+import type { SandboxNet } from './net/host-network.js';
 
 /** A validated run, with everything resolved that needs async I/O or the host's view (layer paths, env defaults). */
 export interface PreparedRun {
@@ -15,6 +16,10 @@ export interface PreparedRun {
   /** The uid slot this sandbox alone has while it runs (runtime/uid-slots.ts); the fd is the process's. */
   slot: { base: number; usernsFd: number; maxId: number };
   hostname: string;
+  /** A networked sandbox's addressing and veth (runtime/net/); null: loopback only. */
+  net: SandboxNet | null;
+  /** Files Lid places for itself (a networked sandbox's /etc/resolv.conf and /etc/hosts): root's, read-only. */
+  systemFiles: { path: string; content: string }[];
   limits: Limits;
   rlimits: { nofile: number; stack: number };
   streamOutput: boolean;

@@ -23,6 +23,8 @@ export interface RootfsPlan {
   mountDir: string;
   diskBytes: number;
   files: SandboxFile[];
+  /** Lid's own files (resolv.conf, hosts): root's and read-only to the job, placed before the job's. */
+  systemFiles?: { path: string; content: string }[];
   cwd: string;
   /** The sandbox's uid slot (runtime/uid-slots.ts): image owner u on disk is host id base + u, 0 stays 0. */
   slot: { base: number; maxId: number; usernsFd: number };
@@ -134,6 +136,22 @@ function ensureUpperDirs(
   }
 }
 
+/** Creates `target` with `content`: O_EXCL|O_NOFOLLOW, since the upper layer is fresh and ours, never write through
+ * anything that already exists. */
+function writeNew(target: string, content: Uint8Array | string, mode: number): void {
+  const fd = fs.openSync(
+    target,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+    0o600,
+  );
+  try {
+    fs.writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
+    fs.fchmodSync(fd, mode);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Writes the job's files into the fresh upper layer; returns the paths (inside the sandbox) the job must own. */
 function placeFiles(upper: string, plan: RootfsPlan): string[] {
   const layersTopFirst = [...plan.layers].reverse();
@@ -141,24 +159,18 @@ function placeFiles(upper: string, plan: RootfsPlan): string[] {
   // A private, writable /tmp for every job (it lives in the size-capped upper layer).
   ensureUpperDirs(upper, layersTopFirst, '/tmp', null, plan.slot);
   fs.chmodSync(`${upper}/tmp`, 0o1777);
+  for (const file of plan.systemFiles ?? []) {
+    ensureUpperDirs(upper, layersTopFirst, path.dirname(file.path), null, plan.slot);
+    writeNew(upper + file.path, file.content, 0o644);
+  }
   for (const file of plan.files) {
+    if (plan.systemFiles?.some((f) => f.path === file.path))
+      throw new LidError('invalid_spec', `cannot place a file at ${file.path}: Lid provides it in a networked sandbox`);
     ensureUpperDirs(upper, layersTopFirst, path.dirname(file.path), owned, plan.slot);
     const below = lowerEntry(layersTopFirst, file.path);
     if (below?.isDirectory())
       throw new LidError('invalid_spec', `cannot place a file at ${file.path}: the image has a directory there`);
-    const target = upper + file.path;
-    // O_EXCL|O_NOFOLLOW: the upper layer is fresh and ours; never write through anything that already exists.
-    const fd = fs.openSync(
-      target,
-      fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
-      0o600,
-    );
-    try {
-      fs.writeSync(fd, typeof file.content === 'string' ? Buffer.from(file.content) : file.content);
-      fs.fchmodSync(fd, file.mode);
-    } finally {
-      fs.closeSync(fd);
-    }
+    writeNew(upper + file.path, file.content, file.mode);
     owned.push(file.path);
   }
   ensureUpperDirs(upper, layersTopFirst, plan.cwd, owned, plan.slot);

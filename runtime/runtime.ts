@@ -7,11 +7,14 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LidError } from '../common/errors.js';
 import { type RunResult, type RunSpecInput, RunSpecSchema } from '../common/run-spec.js';
+import type { NetworkRequest } from '../common/network-policy.js';
 import { parseOrThrow } from '../common/validation.js';
 import { createCgroupDriver } from './cgroups/detect.js';
 import type { CgroupDriver } from './cgroups/driver.js';
 import { ensureInitBinary } from './init/init-binary.js';
 import type { FromThread, PreparedRun, ThreadConfig, ToThread } from './protocol.js';
+import { type NetworkingOptions, SandboxNetworking } from './net/sandbox-networking.js';
+import { addressIndex, DEFAULT_POOL } from './net/pool.js';
 import * as sys from './syscalls.js';
 import { SLOT_SPAN, type UidRange, UidSlots } from './uid-slots.js';
 
@@ -29,6 +32,11 @@ export interface RuntimeOptions {
    * whatever still runs is killed and the cgroups removed, synchronously.
    */
   unref?: boolean;
+  /**
+   * Sandbox networking (runtime/net/), set up in this process's network namespace on the first networked run;
+   * false: networked runs are refused. Default: the pool 10.231.0.0/16 and the default route's interface.
+   */
+  network?: NetworkingOptions | false;
 }
 
 export interface RunOptions {
@@ -43,6 +51,8 @@ const DEFAULT_MOUNT_DIR = '/run/lid/rootfs';
 interface Pending {
   /** The sandbox's uid slot, given back once its sandbox has ended (never when its thread was lost mid-run). */
   slotBase: number;
+  /** A networked sandbox's address, whose firewall elements go once it has ended. */
+  netAddress?: string;
   resolve: (r: RunResult) => void;
   reject: (e: unknown) => void;
   onOutput?: RunOptions['onOutput'];
@@ -74,12 +84,15 @@ export class SandboxRuntime {
   private readonly threads: SpawnerThread[] = [];
   private nextId = 1;
   private closing: Promise<void> | null = null;
+  private networking: Promise<SandboxNetworking> | null = null;
+  private networkingReady: SandboxNetworking | null = null;
 
   private constructor(
     private readonly cgroups: CgroupDriver,
     private readonly uids: UidSlots,
     private readonly threadConfig: ThreadConfig,
     private readonly unref: boolean,
+    private readonly networkOptions: NetworkingOptions | false,
   ) {}
 
   static async start(options: RuntimeOptions = {}): Promise<SandboxRuntime> {
@@ -102,6 +115,7 @@ export class SandboxRuntime {
       uids,
       { initPath, mountDir, cgroups: cgroups.layout },
       options.unref ?? false,
+      options.network ?? { pool: DEFAULT_POOL },
     );
     if (runtime.unref) process.once('exit', () => runtime.cgroups.close());
     const count = options.threads ?? Math.min(8, Math.max(2, os.availableParallelism()));
@@ -141,7 +155,11 @@ export class SandboxRuntime {
         if (!pending) return;
         if (msg.type === 'output') return pending.onOutput?.(msg.stream, msg.chunk);
         thread.pending.delete(msg.id);
-        this.uids.release(pending.slotBase); // the thread answers only once the sandbox's cgroup is killed and gone
+        // The thread answers only once the sandbox's cgroup is killed and gone. Its firewall elements go before its
+        // slot (and with it its address) can be handed to the next sandbox.
+        const net = pending.netAddress ? this.finishNetwork(pending.netAddress) : null;
+        if (net && msg.type === 'result') msg.result.usage.netDenied = net.netDenied;
+        this.uids.release(pending.slotBase);
         this.updateRef(thread);
         if (msg.type === 'result') pending.resolve(msg.result);
         else if (msg.type === 'cancelled')
@@ -170,14 +188,17 @@ export class SandboxRuntime {
     else thread.worker.unref();
   }
 
-  private async prepare(input: RunSpecInput, options: RunOptions): Promise<PreparedRun> {
+  private async prepare(
+    input: RunSpecInput,
+    options: RunOptions,
+  ): Promise<{ prepared: PreparedRun; network: NetworkRequest }> {
     const spec = parseOrThrow(RunSpecSchema, input, 'run spec');
     const layers = (typeof spec.rootfs === 'string' ? [spec.rootfs] : spec.rootfs).map((l) => path.resolve(l));
     for (const layer of layers) {
       const st = await fs.promises.stat(layer).catch(() => null);
       if (!st?.isDirectory()) throw new LidError('not_found', `root filesystem layer ${layer} is not a directory`);
     }
-    return {
+    const prepared: PreparedRun = {
       layers,
       argv: spec.argv,
       env: { PATH: DEFAULT_PATH, ...spec.env },
@@ -189,25 +210,40 @@ export class SandboxRuntime {
         (spec.uid === undefined && spec.gid === undefined ? '' : `${spec.uid ?? 65534}:${spec.gid ?? 65534}`),
       slot: { base: 0, usernsFd: -1, maxId: SLOT_SPAN - 1 }, // taken when the run is handed to a thread
       hostname: spec.hostname,
+      net: null, // set with the slot
+      systemFiles: [],
       limits: spec.limits,
       rlimits: spec.rlimits,
       streamOutput: options.onOutput !== undefined,
     };
+    return { prepared, network: spec.network };
   }
 
   /** Runs one sandbox. Rejects with LidError for a bad spec or a host failure, with an AbortError when cancelled. */
   async run(input: RunSpecInput, options: RunOptions = {}): Promise<RunResult> {
     if (this.closing) throw new LidError('internal', 'the runtime is closed');
     options.signal?.throwIfAborted();
-    const prepared = await this.prepare(input, options);
+    const { prepared, network } = await this.prepare(input, options);
+    const networking = network === 'none' ? null : await this.startNetworking();
     options.signal?.throwIfAborted();
     const thread = this.threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     if (!thread) throw new LidError('internal', 'no spawner thread is available');
     const id = this.nextId++;
     prepared.slot = { ...this.uids.take(), maxId: SLOT_SPAN - 1 };
+    if (networking) {
+      try {
+        const admitted = networking.admit(this.uids.indexOf(prepared.slot.base), network, prepared.hostname);
+        prepared.net = admitted.net;
+        prepared.systemFiles = admitted.systemFiles;
+      } catch (e) {
+        this.uids.release(prepared.slot.base);
+        throw e;
+      }
+    }
+    const netAddress = prepared.net?.address;
     const result = new Promise<RunResult>((resolve, reject) => {
       const { onOutput, signal } = options;
-      thread.pending.set(id, { slotBase: prepared.slot.base, resolve, reject, onOutput, signal });
+      thread.pending.set(id, { slotBase: prepared.slot.base, netAddress, resolve, reject, onOutput, signal });
     });
     this.updateRef(thread);
     const cancel = () => thread.worker.postMessage({ type: 'cancel', id } satisfies ToThread);
@@ -220,10 +256,40 @@ export class SandboxRuntime {
     }
   }
 
+  /** Networking, made on first use; a failure is reported to that run and tried again by the next. */
+  private startNetworking(): Promise<SandboxNetworking> {
+    if (this.networkOptions === false)
+      return Promise.reject(
+        new LidError('unsupported', 'this Lid runtime was started without sandbox networking: use network "none"'),
+      );
+    this.networking ??= SandboxNetworking.start(this.networkOptions).then((n) => {
+      // Elements left by runtimes that died holding their slots (a SIGKILLed worker), now nobody's.
+      n.sweep((address) => {
+        const index = this.slotOfAddress(address);
+        return index >= 0 && this.uids.isHeld(index);
+      });
+      this.networkingReady = n;
+      return n;
+    });
+    this.networking.catch(() => (this.networking = null));
+    return this.networking;
+  }
+
+  private slotOfAddress(address: string): number {
+    const pool = (this.networkOptions as NetworkingOptions).pool;
+    return addressIndex(pool, address);
+  }
+
+  private finishNetwork(address: string): { netDenied: number } | null {
+    // Only reached for a networked run, which was posted once networking had started.
+    return this.networkingReady?.finish(address) ?? null;
+  }
+
   /** Stops every sandbox still running, ends the threads and removes this instance's cgroups. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.all(this.threads.map((t) => t.worker.terminate().catch(() => {})));
+      await (await this.networking?.catch(() => null))?.close();
       this.cgroups.close(); // kills anything a terminated thread left running, then removes the directories
       this.uids.close(); // only now: nothing of this runtime runs any more
     })();

@@ -10,6 +10,7 @@ import { isLidError } from '../common/errors.js';
 import { cgroupDriverFor } from './cgroups/detect.js';
 import { HostNamespaces, HostUnreachableError } from './namespaces.js';
 import type { FromThread, SerializedError, ThreadConfig, ToThread } from './protocol.js';
+import { RouteNetlink } from './net/rtnetlink.js';
 import { Sandbox } from './sandbox.js';
 import { buildSeccompProgram } from './seccomp.js';
 import * as sys from './syscalls.js';
@@ -32,6 +33,8 @@ sys.installSeccompFilter(buildSeccompProgram('spawner'));
 const seccomp = buildSeccompProgram('init');
 const cgroups = cgroupDriverFor(config.cgroups);
 const running = new Map<number, Sandbox>();
+// Opened here, before any sandbox: the socket belongs to the runtime's network namespace wherever the thread goes.
+const netlink = new RouteNetlink();
 
 function serialize(e: unknown): SerializedError {
   if (isLidError(e)) return { name: e.name, message: e.message, code: e.code, details: e.details };
@@ -68,7 +71,7 @@ port.on('message', (msg: ToThread) => {
     : undefined;
   const sandbox = new Sandbox(
     msg.run,
-    { host, cgroups, initPath: config.initPath, mountDir: config.mountDir, seccomp },
+    { host, cgroups, initPath: config.initPath, mountDir: config.mountDir, seccomp, netlink },
     `job-${msg.id}`,
     onOutput,
   );

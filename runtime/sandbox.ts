@@ -12,6 +12,8 @@ import { encodeInitSpec } from './init-spec.js';
 import { CappedOutput } from './output.js';
 import type { PreparedRun } from './protocol.js';
 import { buildAndEnterRootfs } from './rootfs.js';
+import { type LinkCounters, SandboxLink } from './net/sandbox-link.js';
+import type { RouteNetlink } from './net/rtnetlink.js';
 import * as sys from './syscalls.js';
 
 export type KillReason = 'timeout' | 'output_limit' | 'cancelled';
@@ -23,6 +25,8 @@ export interface SandboxContext {
   mountDir: string;
   /** The job's seccomp filter (runtime/seccomp.ts), which lid-init installs last before exec. */
   seccomp: Uint8Array;
+  /** The thread's rtnetlink socket, opened in the runtime's network namespace: networked sandboxes' veths. */
+  netlink: RouteNetlink;
 }
 
 const GO = new Uint8Array([0x67]);
@@ -100,6 +104,8 @@ export class Sandbox {
   private killReason: KillReason | null = null;
   private statusFd = -1;
   private gateFd = -1;
+  private link: SandboxLink | null = null;
+  private networkMs: number | null = null;
   private readonly t0 = performance.now();
   private tGate = 0;
   /** performance.now() after each setup step but the last (SetupSteps order); the gate time ends the last. */
@@ -143,8 +149,10 @@ export class Sandbox {
     this.statusFd = statusRead;
     this.gateFd = gateWrite;
     let owned: string[];
+    let netnsFd = -1;
     try {
       ctx.host.enterNew();
+      if (run.net) netnsFd = SandboxLink.holdNetworkNamespace();
       this.marks.push(performance.now());
       try {
         // The init starts on the host's root, inside the new namespaces, and waits at its gate (fd 3).
@@ -156,12 +164,25 @@ export class Sandbox {
           mountDir: ctx.mountDir,
           diskBytes: run.limits.diskBytes,
           files: run.files,
+          systemFiles: run.systemFiles,
           cwd: run.cwd,
           slot: run.slot,
         });
       } finally {
         // If this fails the thread is unusable; the error reaches sandbox-thread.ts, which ends the thread.
         ctx.host.restore();
+      }
+      if (run.net) {
+        const fd = netnsFd;
+        netnsFd = -1;
+        const t = performance.now();
+        try {
+          this.link = SandboxLink.create(ctx.netlink, run.net, fd);
+        } catch (e) {
+          sys.close(fd);
+          throw e;
+        }
+        this.networkMs = performance.now() - t;
       }
       sys.pwriteAll(
         spec,
@@ -172,7 +193,7 @@ export class Sandbox {
           cwd: run.cwd,
           // Just above the disk: a job that fills its disk sees ENOSPC, not SIGXFSZ; no file can pass the limit.
           rlimits: { ...run.rlimits, fsize: run.limits.diskBytes + FSIZE_MARGIN },
-          net: null,
+          net: run.net && { address: run.net.address, prefix: run.net.prefix, gateway: run.net.gateway },
           owned,
           argv: run.argv,
           env: run.env,
@@ -180,6 +201,7 @@ export class Sandbox {
         }),
       );
     } finally {
+      if (netnsFd >= 0) sys.close(netnsFd);
       sys.close(gateRead);
       sys.close(statusWrite);
       sys.close(spec);
@@ -201,6 +223,7 @@ export class Sandbox {
     }
     if (this.gateFd >= 0) sys.close(this.gateFd); // lid-init reads end of file at its gate and exits
     if (this.statusFd >= 0) sys.close(this.statusFd);
+    this.link?.close();
     this.cgroup?.destroy();
   }
 
@@ -228,9 +251,12 @@ export class Sandbox {
 
     const report = this.readStatus();
     let usage: CgroupUsage;
+    let net: LinkCounters | null = null;
     try {
       usage = this.cgroup!.usage();
+      net = this.link?.counters() ?? null;
     } finally {
+      this.link?.close();
       this.cgroup!.destroy();
     }
     const tDone = performance.now();
@@ -254,6 +280,7 @@ export class Sandbox {
         memoryPeakBytes: usage.memoryPeakBytes,
         pidsPeak: usage.pidsPeak,
         oomKilled: usage.oomKills > 0,
+        ...net,
       },
       timings: {
         setupMs: round(this.tGate - this.t0),
@@ -271,6 +298,7 @@ export class Sandbox {
       namespacesMs: round(namespaces - cgroups),
       spawnMs: round(spawned - namespaces),
       mountsMs: round(mounted - spawned),
+      ...(this.networkMs === null ? {} : { networkMs: round(this.networkMs) }),
       attachMs: round(this.tGate - mounted),
     };
   }

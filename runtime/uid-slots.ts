@@ -118,6 +118,28 @@ export class UidSlots {
     return this.taken.size + this.free.length;
   }
 
+  /** The slot's number in the range (0, 1, ...): unique on the host while the slot is held, like its base. */
+  indexOf(base: number): number {
+    return (base - this.range.first) / SLOT_SPAN;
+  }
+
+  /** Does some runtime on this host (this one included) hold slot number `index`? */
+  isHeld(index: number): boolean {
+    const base = this.range.first + index * SLOT_SPAN;
+    if (this.taken.has(base) || this.free.some((s) => s.base === base)) return true;
+    let fd: number;
+    try {
+      fd = fs.openSync(path.join(this.lockDir, `slot-${base}.lock`), 'r');
+    } catch {
+      return false; // never claimed on this host since boot (/run is a tmpfs)
+    }
+    try {
+      return !sys.flockExclusiveNoWait(fd); // taken: someone holds it. Closing the fd lets go of ours.
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
   /** A slot no other running sandbox on this host has, until release(). */
   take(): UidSlot {
     if (this.closed) throw new LidError('internal', 'the uid slots are closed');

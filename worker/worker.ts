@@ -19,6 +19,7 @@ import { JobStore } from '../common/job-store.js';
 import { CHANNELS, QUEUES } from '../common/keys.js';
 import { serverCaps } from '../common/limits.js';
 import { createMetrics, type LidMetrics } from '../common/metrics.js';
+import { sandboxNetworkOptions, serviceAddresses } from '../common/net-settings.js';
 import { connectRedis } from '../common/redis.js';
 import { ImageAcquirer } from '../images/acquire.js';
 import { tenantPulls } from '../images/pull-policy.js';
@@ -122,6 +123,8 @@ export class LidWorker {
       cgroupParent: config.cgroupParent,
       mountDir: config.mountDir,
       threads: config.sandboxThreads,
+      // Set up on the first networked job; Redis and the gateway stay out of every sandbox's reach.
+      network: sandboxNetworkOptions(config, await serviceAddresses([opts.redisUrl, config.gatewayUrl])),
     }));
     const jobs = new JobStore(redis, config.resultTtlSeconds);
     const images = new ImageAcquirer(ImageStore.open(config.dataDir), {

@@ -12,6 +12,8 @@
 //   resolved  same, interval + timeout               (sandbox . resolved address . port range) of DNS answers, apart
 //                                                    from `allow` so that answers never overlap CIDR rules
 //   deny      ipv4_addr (interval)                   refused whatever the policy
+//   refused   ipv4_addr (interval)                   refused by the operator's egress policy, unless in `exempt`
+//   exempt    ipv4_addr (interval)                   what the operator allowed beyond public addresses
 //   denied    ipv4_addr, dynamic, counter            refused packets per sandbox
 //   generation  ipv4_addr : mark (map)               a number drawn at each admission, set as the ct mark of the
 //   current   ipv4_addr . mark                       sandbox's new connections; established traffic passes only
@@ -39,6 +41,13 @@ export interface FirewallConfig {
   uplink: string;
   /** IPv4 CIDRs always refused. The pool, 127.0.0.0/8 and 169.254.0.0/16 are added whatever this says. */
   deny: string[];
+  /**
+   * The operator's egress policy (common/egress-policy.ts, the one that polices Lid's own requests): IPv4 CIDRs it
+   * refuses, and those it exempts from that. They bind every policy, internet and allowlists alike: a tenant's
+   * allowlist cannot name what the operator keeps out (the LAN, say).
+   */
+  refused?: string[];
+  exempt?: string[];
 }
 
 export const TABLE = 'lid';
@@ -111,14 +120,16 @@ function checkConfig(cfg: FirewallConfig): void {
   if (!net.isIPv4(cfg.gateway)) throw new RangeError(`gateway ${JSON.stringify(cfg.gateway)} is not an IPv4 address`);
   cidrRange(`${cfg.pool.address}/${cfg.pool.prefix}`);
   cfg.deny.forEach(cidrRange);
+  cfg.refused?.forEach(cidrRange);
+  cfg.exempt?.forEach(cidrRange);
 }
+
+const rangeText = ([lo, hi]: Range) => (lo === hi ? intToIp(lo) : `${intToIp(lo)}-${intToIp(hi)}`);
 
 /** The deny set's elements: every refused range, merged (an interval set refuses overlapping elements). */
 export function denyElements(cfg: FirewallConfig): string[] {
   const pool = `${cfg.pool.address}/${cfg.pool.prefix}`;
-  return mergeRanges([pool, ...ALWAYS_DENIED, ...cfg.deny].map(cidrRange)).map(([lo, hi]) =>
-    lo === hi ? intToIp(lo) : `${intToIp(lo)}-${intToIp(hi)}`,
-  );
+  return mergeRanges([pool, ...ALWAYS_DENIED, ...cfg.deny].map(cidrRange)).map(rangeText);
 }
 
 /** Sets and chains without the deny set's elements: what two runtimes sharing the table must agree on. */
@@ -128,6 +139,8 @@ function skeleton(cfg: FirewallConfig): string {
   const pool = `${intToIp(cidrRange(`${cfg.pool.address}/${cfg.pool.prefix}`)[0])}/${cfg.pool.prefix}`;
   const tcpUdp = 'meta l4proto { tcp, udp }';
   return `add set ${t} deny { type ipv4_addr; flags interval; }
+add set ${t} refused { type ipv4_addr; flags interval; }
+add set ${t} exempt { type ipv4_addr; flags interval; }
 add set ${t} admitted { type ipv4_addr; }
 add set ${t} internet { type ipv4_addr; }
 add set ${t} allow { type ipv4_addr . ipv4_addr . inet_service; flags interval; }
@@ -148,6 +161,7 @@ add rule ${t} forward iifname ${br} jump sandbox
 add rule ${t} forward oifname ${br} drop
 add rule ${t} sandbox ip daddr @deny jump refuse
 add rule ${t} sandbox ct state new ct mark set ip saddr map @generation
+add rule ${t} sandbox ip daddr @refused ip daddr != @exempt jump refuse
 add rule ${t} sandbox ip saddr @internet accept
 add rule ${t} sandbox ip saddr != @admitted jump refuse
 add rule ${t} sandbox ${tcpUdp} ip saddr . ip daddr . th dport @allow accept
@@ -167,10 +181,21 @@ export function configTag(cfg: FirewallConfig): string {
   return `lid egress ${crypto.createHash('sha256').update(skeleton(cfg)).digest('hex').slice(0, 16)}`;
 }
 
-/** Replaces the deny set's elements, atomically. */
+/** Replaces the elements of the sets that hold the operator's ranges (deny, refused, exempt), atomically. */
 export function denyText(cfg: FirewallConfig): string {
   checkConfig(cfg);
-  return `flush set inet ${TABLE} deny\nadd element inet ${TABLE} deny { ${denyElements(cfg).join(', ')} }\n`;
+  const sets: [string, string[]][] = [
+    ['deny', denyElements(cfg)],
+    ['refused', mergeRanges((cfg.refused ?? []).map(cidrRange)).map(rangeText)],
+    ['exempt', mergeRanges((cfg.exempt ?? []).map(cidrRange)).map(rangeText)],
+  ];
+  return sets
+    .map(
+      ([set, elements]) =>
+        `flush set inet ${TABLE} ${set}\n` +
+        (elements.length ? `add element inet ${TABLE} ${set} { ${elements.join(', ')} }\n` : ''),
+    )
+    .join('');
 }
 
 /** The whole table, for `nft -f`: fails (EEXIST) if the table exists, so two runtimes never both create it. */

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
 import { bridgeAddress, clashes, hostAddresses, type Pool, readRoutes, sandboxAddress } from './pool.js';
-import { RouteNetlink } from './rtnetlink.js';
+import { macFor, RouteNetlink } from './rtnetlink.js';
 
 export const BRIDGE = 'lid0';
 
@@ -69,7 +69,7 @@ export class HostNetwork {
       let index = existing?.index;
       if (index === undefined) {
         try {
-          nl.createBridge(BRIDGE);
+          nl.createBridge(BRIDGE, macFor(gateway));
         } catch (e) {
           if ((e as LidError).details?.errno !== 'EEXIST') throw e; // another runtime made it a moment ago
         }

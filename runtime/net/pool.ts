@@ -47,6 +47,12 @@ export function sandboxAddress(pool: Pool, index: number): string {
   return toIp(toInt(pool.address) + 2 + index);
 }
 
+/** The slot index whose sandbox has `address` (the inverse of sandboxAddress), or -1 outside the pool's range. */
+export function addressIndex(pool: Pool, address: string): number {
+  const index = toInt(address) - toInt(pool.address) - 2;
+  return index >= 0 && index < capacity(pool) ? index : -1;
+}
+
 /** Whether two IPv4 networks share an address. */
 export function overlaps(a: Pool, b: Pool): boolean {
   const prefix = Math.min(a.prefix, b.prefix); // the wider network: they overlap when it holds the other's start

@@ -76,30 +76,47 @@ function checkName(name: string): void {
     throw new RangeError(`interface name ${JSON.stringify(name)} must be 1-${IFNAME_MAX} of [a-zA-Z0-9_.-]`);
 }
 
-/** RTM_NEWLINK for a bridge named `name`, up. */
-export function newBridgeMessage(seq: number, name: string): Buffer {
+/**
+ * A MAC address for `ipv4`: locally administered, unicast, 02:4c:a.b.c.d. A bridge whose MAC is not set takes the
+ * lowest of its ports' and changes as sandboxes come and go (stale ARP entries in running sandboxes); a sandbox whose
+ * MAC follows its address keeps the host's ARP entry valid when its address passes to the next sandbox while the
+ * old one's namespace is still going away.
+ */
+export function macFor(ipv4: string): Buffer {
+  return Buffer.from([0x02, 0x4c, ...ipv4.split('.').map(Number)]);
+}
+
+/** RTM_NEWLINK for a bridge named `name`, up, with the fixed MAC `mac`. */
+export function newBridgeMessage(seq: number, name: string, mac: Buffer): Buffer {
   checkName(name);
   const body = Buffer.concat([
     ifinfomsg(AF_UNSPEC, 0, IFF_UP, IFF_UP),
     attr(IFLA.IFNAME, cstring(name)),
+    attr(IFLA.ADDRESS, mac),
     nested(IFLA.LINKINFO, attr(IFLA_INFO.KIND, cstring('bridge'))),
   ]);
   return message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body);
+}
+
+export interface VethOptions {
+  hostName: string;
+  masterIndex: number;
+  peerName: string;
+  peerNetnsFd: number;
+  peerMac: Buffer;
 }
 
 /**
  * RTM_NEWLINK for a veth pair: `hostName` (up, a port of the bridge `masterIndex`) here, and its peer `peerName` in
  * the network namespace `peerNetnsFd` (left down: the sandbox's init brings it up with its address).
  */
-export function newVethMessage(
-  seq: number,
-  opts: { hostName: string; masterIndex: number; peerName: string; peerNetnsFd: number },
-): Buffer {
+export function newVethMessage(seq: number, opts: VethOptions): Buffer {
   checkName(opts.hostName);
   checkName(opts.peerName);
   const peer = Buffer.concat([
     ifinfomsg(AF_UNSPEC, 0),
     attr(IFLA.IFNAME, cstring(opts.peerName)),
+    attr(IFLA.ADDRESS, opts.peerMac),
     attr(IFLA.NET_NS_FD, u32(opts.peerNetnsFd)),
   ]);
   const body = Buffer.concat([
@@ -223,8 +240,8 @@ export class RouteNetlink {
     }
   }
 
-  createBridge(name: string): void {
-    this.request((seq) => newBridgeMessage(seq, name), `creating bridge ${name}`);
+  createBridge(name: string, mac: Buffer): void {
+    this.request((seq) => newBridgeMessage(seq, name, mac), `creating bridge ${name}`);
   }
 
   addAddress(index: number, address: string, prefix: number): void {
@@ -235,7 +252,7 @@ export class RouteNetlink {
     this.request((seq) => setUpMessage(seq, index), `setting link ${index} up`);
   }
 
-  createVeth(opts: { hostName: string; masterIndex: number; peerName: string; peerNetnsFd: number }): void {
+  createVeth(opts: VethOptions): void {
     this.request((seq) => newVethMessage(seq, opts), `creating veth ${opts.hostName}`);
   }
 

@@ -319,5 +319,3 @@ function udpLimit(query: DnsMessage): number {
 function plainAddress(address: string): string {
   return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
 }
-
-export { upstreamsFromResolvConf } from './resolv-conf.js';

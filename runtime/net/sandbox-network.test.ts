@@ -1,0 +1,157 @@
+// Sandbox networking end to end, with real packets in a world of namespaces the test makes and removes
+// (test/net-world.ts): a runtime in a "node" namespace whose uplink leads into a "world" namespace with HTTP servers
+// on 203.0.113.10 and .11 and a DNS server. The operator's egress policy allows 203.0.113.10 only (documentation
+// addresses are refused by default), so .11 stands for what an operator refuses. Each refusal has beside it a run
+// where the same request succeeds, so no test passes because the request itself was broken.
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { busyboxRootfs } from '../../test/busybox-rootfs.js';
+import { NetRunner, NetWorld, NODE_UPLINK_ADDRESS, type RunnerResult, WORLD_GATEWAY } from '../../test/net-world.js';
+import { describePrivileged } from '../../test/privileged.js';
+
+const ALLOWED = '203.0.113.10';
+const REFUSED = '203.0.113.11';
+// An HTTP GET with busybox's nc (its static wget crashes looking up the service name outside a full libc).
+// -w: seconds nc waits (a refused connection is dropped, so each refusal costs that long).
+const get = (target: string, wait = 1) => {
+  const [host, port = '80'] = target.split(':');
+  return `(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w ${wait} ${host} ${port} 2>/dev/null | grep hello || echo "FAIL ${target}")`;
+};
+
+describePrivileged('sandbox networking, in a test world of its own', () => {
+  let world: NetWorld;
+  let runner: NetRunner;
+  const rootfs = busyboxRootfs();
+  const sh = (network: unknown, script: string, timeoutMs = 20_000): Promise<RunnerResult> =>
+    runner.run({ rootfs, argv: ['sh', '-c', script], network, limits: { timeoutMs } });
+  const runnerOptions = {
+    upstreams: [{ address: WORLD_GATEWAY, port: 53 }],
+    allowPrivateEgress: `${ALLOWED}/32`,
+    listen: [{ address: '0.0.0.0', port: 7000 }],
+  };
+  // Elements of the per-sandbox sets and maps of table inet lid (the operator's deny, refused and exempt stay).
+  const PER_SANDBOX = ['admitted', 'internet', 'allow', 'resolved', 'denied', 'generation', 'current'];
+  const nftElements = () => {
+    const text = execFileSync('nsenter', [`--net=/run/netns/${world.node}`, 'nft', 'list', 'table', 'inet', 'lid'], {
+      encoding: 'utf8',
+    });
+    return [...text.matchAll(/(?:set|map) (\w+) \{([^}]*)\}/g)]
+      .filter(([, name, body]) => PER_SANDBOX.includes(name!) && /elements = /.test(body!))
+      .map(([, name, body]) => `${name}: ${body!.replace(/\s+/g, ' ')}`);
+  };
+
+  beforeAll(async () => {
+    world = NetWorld.create();
+    await world.serve({
+      http: [
+        { address: ALLOWED, ports: [80, 8080] },
+        { address: REFUSED, ports: [80] },
+      ],
+      zone: {
+        'allowed.lid.test': [ALLOWED],
+        'other.lid.test': [REFUSED],
+        'a.wild.lid.test': [ALLOWED],
+        'alias.lid.test': { cname: 'target.elsewhere.test' },
+        'target.elsewhere.test': [ALLOWED],
+      },
+    });
+    runner = await NetRunner.start(world, runnerOptions);
+  }, 60_000);
+
+  afterAll(async () => {
+    await runner?.stop();
+    world?.destroy();
+  });
+
+  it('none reaches nothing; internet reaches the world through NAT, with its traffic counted', async () => {
+    const none = await sh('none', `${get(ALLOWED)}; cat /proc/net/dev | grep -c eth0`);
+    expect(none.stdout).toContain(`FAIL ${ALLOWED}`);
+    expect(none.usage.netRxBytes).toBeUndefined();
+    const internet = await sh('internet', get(ALLOWED));
+    expect(internet.stdout).toContain(`hello from ${ALLOWED}:80 to ${NODE_UPLINK_ADDRESS}`);
+    expect(internet.usage.netRxBytes).toBeGreaterThan(100);
+    expect(internet.usage.netTxBytes).toBeGreaterThan(100);
+    expect(internet.usage.netDenied).toBe(0);
+  }, 30_000);
+
+  it("internet is bounded by the operator's egress policy, and refusals are counted", async () => {
+    const r = await sh('internet', `${get(ALLOWED)}; ${get(REFUSED)}`);
+    expect(r.stdout).toContain(`hello from ${ALLOWED}:80`);
+    expect(r.stdout).toContain(`FAIL ${REFUSED}`);
+    expect(r.usage.netDenied).toBeGreaterThanOrEqual(1);
+  }, 30_000);
+
+  it('an allowlist of addresses and ports reaches exactly those, and never what the operator refuses', async () => {
+    const r = await sh(
+      { allow: [`${ALLOWED}:8080`, REFUSED] },
+      `${get(`${ALLOWED}:8080`)}; ${get(ALLOWED)}; ${get(REFUSED)}`,
+    );
+    expect(r.stdout).toContain(`hello from ${ALLOWED}:8080`);
+    expect(r.stdout).toContain(`FAIL ${ALLOWED}\n`); // port 80 is not in the list
+    expect(r.stdout).toContain(`FAIL ${REFUSED}`); // listed, but refused by the operator's policy
+  }, 30_000);
+
+  it('an allowed name works on the first connect after its lookup; its neighbours and other names do not', async () => {
+    const script = [
+      `${get(ALLOWED)}`, // not yet resolved: not allowed
+      'nslookup allowed.lid.test',
+      `${get(ALLOWED)}`,
+      'nslookup other.lid.test || echo NX-other',
+      'nslookup a.wild.lid.test',
+      'nslookup wild.lid.test || echo NX-wild',
+      `${get(REFUSED)}`,
+      'cat /proc/net/if_inet6 | wc -l',
+      'cat /etc/resolv.conf',
+    ].join('; ');
+    const r = await sh({ allow: ['allowed.lid.test', '*.wild.lid.test'] }, script);
+    const lines = r.stdout;
+    expect(lines.indexOf(`FAIL ${ALLOWED}`)).toBeGreaterThanOrEqual(0);
+    expect(lines.indexOf(`FAIL ${ALLOWED}`)).toBeLessThan(lines.indexOf(`hello from ${ALLOWED}:80`));
+    expect(lines).toContain('NX-other');
+    expect(lines).toContain('NX-wild');
+    expect(lines).toMatch(/Name:\s+a\.wild\.lid\.test/);
+    expect(lines).toContain(`FAIL ${REFUSED}`);
+    expect(lines).toMatch(/^0$/m); // no IPv6 address at all
+    expect(lines).toContain('nameserver 10.231.0.1');
+  }, 40_000);
+
+  it('sandboxes reach neither each other nor the host (its own addresses, the bridge)', async () => {
+    const listener = sh('internet', 'timeout 6 nc -l -p 9000; echo listener-done');
+    await new Promise((r) => setTimeout(r, 500));
+    const probes = [
+      'for i in 2 3 4 5 6; do echo x | nc -w 1 10.231.0.$i 9000 && echo "REACHED 10.231.0.$i"; done',
+      `nc -w 1 10.231.0.1 7000 && echo REACHED-bridge`,
+      `nc -w 1 ${NODE_UPLINK_ADDRESS} 7000 && echo REACHED-host`,
+      get(ALLOWED),
+    ].join('; ');
+    const r = await sh('internet', probes);
+    expect(r.stdout).not.toContain('REACHED');
+    expect(r.stdout).not.toContain('host service');
+    expect(r.stdout).toContain(`hello from ${ALLOWED}:80`); // the same sandbox does reach the world
+    await listener;
+  }, 30_000);
+
+  it('100 concurrent networked jobs all work, and leave no veth or firewall element behind', async () => {
+    // 100 sandboxes at once on two shared cores: nc waits up to 10 s for an answer.
+    const runs = await Promise.all(Array.from({ length: 100 }, () => sh('internet', get(ALLOWED, 10), 30_000)));
+    const failed = runs.filter((r) => !r.stdout.includes(`hello from ${ALLOWED}`));
+    expect(failed.map((r) => ({ status: r.status, stdout: r.stdout, stderr: r.stderr, usage: r.usage }))).toEqual([]);
+    await new Promise((r) => setTimeout(r, 500)); // namespaces go asynchronously
+    expect(world.nodeLinks().filter((l) => l.startsWith('lv'))).toEqual([]);
+    expect(nftElements()).toEqual([]);
+  }, 120_000);
+
+  it('a runtime SIGKILLed mid-job leaves nothing once the next one has started', async () => {
+    const running = sh('internet', `${get(ALLOWED)}; sleep 30`).catch(() => null);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(nftElements().length).toBeGreaterThan(0);
+    await runner.kill();
+    await running;
+    runner = await NetRunner.start(world, runnerOptions);
+    const r = await sh({ allow: [`${ALLOWED}:8080`] }, get(`${ALLOWED}:8080`));
+    expect(r.stdout).toContain(`hello from ${ALLOWED}:8080`);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(world.nodeLinks().filter((l) => l.startsWith('lv'))).toEqual([]);
+    expect(nftElements()).toEqual([]);
+  }, 60_000);
+});
