@@ -12,7 +12,7 @@ import { encodeInitSpec } from './init-spec.js';
 import { CappedOutput } from './output.js';
 import type { PreparedRun } from './protocol.js';
 import { buildAndEnterRootfs } from './rootfs.js';
-import { type LinkCounters, SandboxLink } from './net/sandbox-link.js';
+import { closeNamespaceFd, type LinkCounters, SandboxLink } from './net/sandbox-link.js';
 import type { RouteNetlink } from './net/rtnetlink.js';
 import * as sys from './syscalls.js';
 
@@ -179,7 +179,7 @@ export class Sandbox {
         try {
           this.link = SandboxLink.create(ctx.netlink, run.net, fd);
         } catch (e) {
-          sys.close(fd);
+          closeNamespaceFd(fd);
           throw e;
         }
         this.networkMs = performance.now() - t;
@@ -201,7 +201,7 @@ export class Sandbox {
         }),
       );
     } finally {
-      if (netnsFd >= 0) sys.close(netnsFd);
+      if (netnsFd >= 0) closeNamespaceFd(netnsFd);
       sys.close(gateRead);
       sys.close(statusWrite);
       sys.close(spec);

@@ -8,7 +8,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 import { EgressPolicy } from '../common/egress-policy.js';
 import type { RunSpecInput } from '../common/run-spec.js';
-import { parsePool } from '../runtime/net/pool.js';
+import { parseNetPool } from '../common/net-settings.js';
 import { SandboxRuntime } from '../runtime/runtime.js';
 
 interface RunnerOptions {
@@ -26,7 +26,7 @@ for (const { address, port } of options.listen ?? []) {
 const runtime = await SandboxRuntime.start({
   threads: options.threads ?? 2,
   network: {
-    pool: parsePool(options.pool ?? '10.231.0.0/16'),
+    pool: parseNetPool(options.pool ?? '10.231.0.0/16'),
     upstreams: options.upstreams,
     egress: EgressPolicy.parse(options.allowPrivateEgress),
   },

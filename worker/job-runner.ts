@@ -131,7 +131,7 @@ export class JobRunner {
           if (kept.length) emit({ type: 'output', stream, ...encodeChunk(kept) });
         },
       });
-      traceSandboxPhases(result, nowMs());
+      traceSandboxPhases(result, nowMs(), job.request.network);
       await emitted;
       await inSpan('result.store', {}, () =>
         this.finish(job.id, { state: 'completed', result: encodeRunResult(result) }),

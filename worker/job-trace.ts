@@ -11,6 +11,7 @@
 import { type Attributes, type Context, context, SpanStatusCode, trace } from '@opentelemetry/api';
 import { DelayedError, type Job } from 'bullmq';
 import type { QueuedJob } from '../common/job.js';
+import type { NetworkRequest } from '../common/network-policy.js';
 import type { RunResult } from '../common/run-spec.js';
 import { ATTR, contextFromTraceparent, limitAttributes, pastSpan, tracer } from '../common/telemetry.js';
 
@@ -64,6 +65,21 @@ export function usageAttributes(result: RunResult): Attributes {
     [ATTR.usageMemoryPeakBytes]: u.memoryPeakBytes,
     ...(u.pidsPeak !== null ? { [ATTR.usagePidsPeak]: u.pidsPeak } : {}),
     [ATTR.usageOomKilled]: u.oomKilled,
+    ...(u.netRxBytes !== undefined ? { [ATTR.usageNetRxBytes]: u.netRxBytes } : {}),
+    ...(u.netTxBytes !== undefined ? { [ATTR.usageNetTxBytes]: u.netTxBytes } : {}),
+    ...(u.netDenied !== undefined ? { [ATTR.usageNetDenied]: u.netDenied } : {}),
+  };
+}
+
+/** The job's network policy, as the sandbox.network span shows it: its kind, and an allowlist's entries. */
+function networkAttributes(network: NetworkRequest, result: RunResult): Attributes {
+  const u = result.usage;
+  return {
+    [ATTR.network]: typeof network === 'string' ? network : 'allow',
+    ...(typeof network === 'object' ? { [ATTR.networkAllow]: network.allow } : {}),
+    [ATTR.usageNetRxBytes]: u.netRxBytes ?? 0,
+    [ATTR.usageNetTxBytes]: u.netTxBytes ?? 0,
+    [ATTR.usageNetDenied]: u.netDenied ?? 0,
   };
 }
 
@@ -75,25 +91,33 @@ const SETUP_STEPS = [
   ['sandbox.attach', 'attachMs'],
 ] as const;
 
-/** The setup steps the runtime timed, back to back from the start of setup, as children of sandbox.setup. */
-function traceSetupSteps(result: RunResult, startMs: number, setup: Context): void {
+/**
+ * The setup steps the runtime timed, back to back from the start of setup, as children of sandbox.setup. A networked
+ * sandbox's veth pair is made at the end of its mounts step: sandbox.network ends where that step ends.
+ */
+function traceSetupSteps(result: RunResult, startMs: number, setup: Context, network: NetworkRequest): void {
   if (!result.setupSteps) return;
   let at = startMs;
   for (const [name, key] of SETUP_STEPS) {
     const ms = result.setupSteps[key];
     pastSpan(name, setup, at, at + ms);
     at += ms;
+    const netMs = result.setupSteps.networkMs;
+    if (key === 'mountsMs' && netMs !== undefined && network !== 'none')
+      pastSpan('sandbox.network', setup, at - netMs, at, networkAttributes(network, result));
   }
 }
 
 /** The sandbox's three phases as children of the active span (job.process), which also gets the usage. */
-export function traceSandboxPhases(result: RunResult, endedMs: number): void {
+export function traceSandboxPhases(result: RunResult, endedMs: number, network: NetworkRequest = 'none'): void {
   const { setupMs, runMs, teardownMs } = result.timings;
   const parent = context.active();
   const runEnd = endedMs - teardownMs;
   const runStart = runEnd - runMs;
   const setupStart = runStart - setupMs;
-  pastSpan('sandbox.setup', parent, setupStart, runStart, {}, (setup) => traceSetupSteps(result, setupStart, setup));
+  pastSpan('sandbox.setup', parent, setupStart, runStart, {}, (setup) =>
+    traceSetupSteps(result, setupStart, setup, network),
+  );
   pastSpan('sandbox.run', parent, runStart, runEnd, usageAttributes(result));
   pastSpan('sandbox.teardown', parent, runEnd, endedMs);
   trace.getActiveSpan()?.setAttributes(usageAttributes(result));

@@ -29,8 +29,21 @@ describe('rulesetText', () => {
     const text = rulesetText(CFG);
     expect(text.split('\n')[0]).toBe(`create table inet lid { comment "${configTag(CFG)}"; }`);
     expect(text).toContain(
-      'add rule inet lid input iifname "lid0" ip daddr 10.231.0.1 meta l4proto { tcp, udp } th dport 53 accept',
+      'add rule inet lid input iifname "lid0" ip daddr { 10.231.0.1 } meta l4proto { tcp, udp } th dport 53 accept',
     );
+    const withResolvers = rulesetText({ ...CFG, resolvers: '10.231.255.192/26' });
+    expect(withResolvers).toContain('ip daddr { 10.231.0.1, 10.231.255.192/26 } meta l4proto { tcp, udp } th dport 53');
+    // The operator's egress policy binds every policy: refused unless exempt, before internet or an allowlist.
+    const withPolicy = rulesetText({ ...CFG, refused: ['198.51.100.0/24', '10.0.0.0/8'], exempt: ['198.51.100.7'] });
+    expect(withPolicy).toContain(
+      'add element inet lid refused { 10.0.0.0-10.255.255.255, 198.51.100.0-198.51.100.255 }',
+    );
+    expect(withPolicy).toContain('add element inet lid exempt { 198.51.100.7 }');
+    const sandboxRules = withPolicy.split('\n').filter((l) => l.startsWith('add rule inet lid sandbox'));
+    const refusedRule = sandboxRules.findIndex((l) => l.includes('ip daddr @refused ip daddr != @exempt jump refuse'));
+    expect(refusedRule).toBeGreaterThan(0);
+    expect(refusedRule).toBeLessThan(sandboxRules.findIndex((l) => l.includes('@internet accept')));
+    expect(refusedRule).toBeLessThan(sandboxRules.findIndex((l) => l.includes('@allow accept')));
     expect(text).toContain('add rule inet lid postrouting ip saddr 10.231.0.0/16 oifname "eth0" masquerade');
     // 10.0.0.0/8 holds the pool; 192.168.4.0/24 is inside 192.168.0.0/16: an interval set refuses overlaps.
     expect(denyElements(CFG)).toEqual([

@@ -35,8 +35,10 @@ import type { SetElement } from './nf-netlink.js';
 export interface FirewallConfig {
   bridge: string;
   pool: { address: string; prefix: number };
-  /** The bridge's address: the only host address a sandbox may reach, and only on udp/tcp 53. */
+  /** The bridge's address: with `resolvers`, the only host addresses a sandbox may reach, and only on udp/tcp 53. */
   gateway: string;
+  /** The block (a CIDR) where Lid runtimes' resolvers listen, one address each; default: the gateway alone. */
+  resolvers?: string;
   /** The interface the pool is masqueraded out of. */
   uplink: string;
   /** IPv4 CIDRs always refused. The pool, 127.0.0.0/8 and 169.254.0.0/16 are added whatever this says. */
@@ -120,6 +122,7 @@ function checkConfig(cfg: FirewallConfig): void {
   if (!net.isIPv4(cfg.gateway)) throw new RangeError(`gateway ${JSON.stringify(cfg.gateway)} is not an IPv4 address`);
   cidrRange(`${cfg.pool.address}/${cfg.pool.prefix}`);
   cfg.deny.forEach(cidrRange);
+  if (cfg.resolvers !== undefined) cidrRange(cfg.resolvers);
   cfg.refused?.forEach(cidrRange);
   cfg.exempt?.forEach(cidrRange);
 }
@@ -170,7 +173,7 @@ add rule ${t} sandbox jump refuse
 add rule ${t} refuse ip saddr @admitted update @denied { ip saddr counter }
 add rule ${t} refuse drop
 add rule ${t} input iifname ${br} meta nfproto ipv6 drop
-add rule ${t} input iifname ${br} ip daddr ${cfg.gateway} ${tcpUdp} th dport 53 accept
+add rule ${t} input iifname ${br} ip daddr { ${[cfg.gateway, ...(cfg.resolvers ? [cfg.resolvers] : [])].join(', ')} } ${tcpUdp} th dport 53 accept
 add rule ${t} input iifname ${br} jump refuse
 add rule ${t} postrouting ip saddr ${pool} oifname ${JSON.stringify(cfg.uplink)} masquerade
 `;

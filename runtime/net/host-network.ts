@@ -7,10 +7,22 @@
 // sandbox's new network namespace exists.
 import fs from 'node:fs';
 import { LidError } from '../../common/errors.js';
-import { bridgeAddress, clashes, hostAddresses, type Pool, readRoutes, sandboxAddress } from './pool.js';
+import path from 'node:path';
+import * as sys from '../syscalls.js';
+import {
+  bridgeAddress,
+  clashes,
+  hostAddresses,
+  type Pool,
+  RESOLVER_ADDRESSES,
+  readRoutes,
+  resolverAddress,
+  sandboxAddress,
+} from './pool.js';
 import { macFor, RouteNetlink } from './rtnetlink.js';
 
 export const BRIDGE = 'lid0';
+const LOCK_DIR = '/run/lid/net';
 
 export interface HostNetworkOptions {
   pool: Pool;
@@ -97,12 +109,50 @@ export class HostNetwork {
       hostName: `lv${slotIndex}x${(this.seq++ % 36 ** 5).toString(36)}`,
     };
   }
+
+  /**
+   * Claims an address of the resolvers' block for this runtime's resolver and puts it on the bridge. Runtimes of one
+   * network namespace never share one: each is claimed with flock on a lock file named after the namespace, which
+   * the kernel lets go of when the process dies; the address stays on the bridge for the next runtime to reuse.
+   */
+  claimResolverAddress(): { address: string; release: () => void } {
+    const netns = fs.statSync('/proc/self/ns/net').ino;
+    fs.mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 });
+    for (let n = 0; n < RESOLVER_ADDRESSES; n++) {
+      const fd = fs.openSync(path.join(LOCK_DIR, `netns-${netns}-resolver-${n}.lock`), 'a', 0o600);
+      if (!sys.flockExclusiveNoWait(fd)) {
+        fs.closeSync(fd);
+        continue;
+      }
+      const address = resolverAddress(this.pool, n);
+      const nl = new RouteNetlink();
+      try {
+        nl.addAddress(this.bridgeIndex, address, 32);
+      } catch (e) {
+        if ((e as LidError).details?.errno !== 'EEXIST') {
+          fs.closeSync(fd);
+          throw e;
+        }
+      } finally {
+        nl.close();
+      }
+      return { address, release: () => fs.closeSync(fd) };
+    }
+    throw new LidError(
+      'setup_failed',
+      `all ${RESOLVER_ADDRESSES} resolver addresses of this network namespace are taken by other Lid runtimes`,
+    );
+  }
 }
 
-/** The files a networked sandbox gets: Lid's resolver as its only nameserver, and its own name. */
-export function resolverFiles(net: SandboxNet, hostname: string): { path: string; content: string }[] {
+/** The files a networked sandbox gets: Lid's resolver (at `nameserver`) as its only one, and its own name. */
+export function resolverFiles(
+  net: SandboxNet,
+  nameserver: string,
+  hostname: string,
+): { path: string; content: string }[] {
   return [
-    { path: '/etc/resolv.conf', content: `nameserver ${net.gateway}\noptions ndots:1 timeout:2 attempts:2\n` },
+    { path: '/etc/resolv.conf', content: `nameserver ${nameserver}\noptions ndots:1 timeout:2 attempts:2\n` },
     { path: '/etc/hosts', content: `127.0.0.1\tlocalhost\n${net.address}\t${hostname}\n` },
   ];
 }

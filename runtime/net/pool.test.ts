@@ -1,20 +1,41 @@
 import { describe, expect, it } from 'vitest';
-import { bridgeAddress, capacity, clashes, overlaps, parsePool, readRoutes, sandboxAddress } from './pool.js';
+import { parseNetPool } from '../../common/net-settings.js';
+import {
+  addressIndex,
+  bridgeAddress,
+  capacity,
+  clashes,
+  overlaps,
+  readRoutes,
+  resolverAddress,
+  resolverBlock,
+  sandboxAddress,
+} from './pool.js';
+
+const parsePool = (text: string) => {
+  const { address, prefix } = parseNetPool(text);
+  return { address, prefix };
+};
 
 describe('the sandbox address pool', () => {
   it('gives the bridge the first address and slot N the address 2 + N', () => {
-    const pool = parsePool('10.231.7.9/16');
-    expect(pool).toEqual({ address: '10.231.0.0', prefix: 16 });
+    const pool = parsePool('10.231.0.0/16');
     expect(bridgeAddress(pool)).toBe('10.231.0.1');
     expect(sandboxAddress(pool, 0)).toBe('10.231.0.2');
     expect(sandboxAddress(pool, 300)).toBe('10.231.1.46');
-    expect(capacity(pool)).toBe(65533);
-    expect(() => sandboxAddress(parsePool('10.9.9.0/29'), 5)).toThrow(/widen LID_NET_POOL/);
+    expect(addressIndex(pool, '10.231.1.46')).toBe(300);
+    expect(addressIndex(pool, '10.231.0.1')).toBe(-1);
+    expect(capacity(pool)).toBe(65536 - 66);
+    expect(() => sandboxAddress(parsePool('10.9.9.0/24'), 190)).toThrow(/widen LID_NET_POOL/);
   });
 
-  it('refuses pools it cannot use, saying how to write one', () => {
-    for (const bad of ['10.231.0.0', '10.231.0.0/30', '300.1.1.1/16', 'fd00::/64'])
-      expect(() => parsePool(bad), bad).toThrow(/ADDRESS\/PREFIX/);
+  it('keeps the last /26 for resolvers, out of every sandbox address', () => {
+    const pool = parsePool('10.9.9.0/24');
+    expect(resolverBlock(pool)).toBe('10.9.9.192/26');
+    expect(resolverAddress(pool, 0)).toBe('10.9.9.254');
+    expect(resolverAddress(pool, 62)).toBe('10.9.9.192');
+    expect(() => resolverAddress(pool, 63)).toThrow(RangeError);
+    expect(sandboxAddress(pool, capacity(pool) - 1)).toBe('10.9.9.191');
   });
 
   it('finds what a pool would overlap', () => {

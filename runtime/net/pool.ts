@@ -2,7 +2,8 @@
 // address, and the sandbox holding uid slot N takes the address 2 + N. Slots are unique host-wide (flock: see
 // runtime/uid-slots.ts), so addresses never collide, across runtimes too, with no allocator of their own. The pool
 // must not overlap anything the worker's network namespace already routes: Lid checks its addresses and routes at
-// start and refuses an overlapping pool, naming what it overlaps. Pure but for the two readers at the bottom.
+// start and refuses an overlapping pool, naming what it overlaps. The pool itself is parsed and checked by
+// common/net-settings.ts (LID_NET_POOL, /8 to /24). Pure but for the two readers at the bottom.
 import fs from 'node:fs';
 import os from 'node:os';
 import { LidError } from '../../common/errors.js';
@@ -19,22 +20,28 @@ const toInt = (ip: string) => ip.split('.').reduce((n, o) => (n << 8) + Number(o
 const toIp = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 0xff).join('.');
 const size = (prefix: number) => 2 ** (32 - prefix);
 
-/** "10.231.0.0/16" into a pool, refusing what cannot hold a bridge and sandboxes. */
-export function parsePool(text: string): Pool {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text.trim());
-  const prefix = Number(m?.[2]);
-  if (!m || m[1]!.split('.').some((o) => Number(o) > 255) || prefix > 29 || prefix < 8)
-    throw new RangeError(
-      `"${text}" is not an IPv4 pool: write ADDRESS/PREFIX with a prefix of 8-29, e.g. 10.231.0.0/16`,
-    );
-  const network = (toInt(m[1]!) & ~(size(prefix) - 1)) >>> 0;
-  return { address: toIp(network), prefix };
-}
-
 export const bridgeAddress = (pool: Pool): string => toIp(toInt(pool.address) + 1);
 
-/** How many sandboxes the pool holds at once: every host address but the bridge's. */
-export const capacity = (pool: Pool): number => size(pool.prefix) - 3;
+/**
+ * The pool's last 64 addresses are for resolvers: each Lid runtime of a network namespace listens on one of its own
+ * (host-network.ts claims it), so a worker and `lid sandbox run` can serve networked sandboxes side by side.
+ */
+export const RESOLVER_ADDRESSES = 63;
+const RESOLVER_BLOCK = 64;
+
+/** The block of resolver addresses, as a CIDR (the pool's last /26): the firewall lets DNS reach only these. */
+export function resolverBlock(pool: Pool): string {
+  return `${toIp(toInt(pool.address) + size(pool.prefix) - RESOLVER_BLOCK)}/26`;
+}
+
+/** Resolver address number `n` (0 to 62), counted down from the last host address. */
+export function resolverAddress(pool: Pool, n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n >= RESOLVER_ADDRESSES) throw new RangeError(`no resolver address ${n}`);
+  return toIp(toInt(pool.address) + size(pool.prefix) - 2 - n);
+}
+
+/** How many sandboxes the pool holds at once: every host address but the bridge's and the resolvers' block. */
+export const capacity = (pool: Pool): number => size(pool.prefix) - 2 - RESOLVER_BLOCK;
 
 /** The address of the sandbox in uid slot `index` (0-based). */
 export function sandboxAddress(pool: Pool, index: number): string {

@@ -6,7 +6,6 @@
 // (RTNL and an RCU grace period on the critical path); the kernel's asynchronous cleanup costs the job nothing.
 import fs from 'node:fs';
 import type { LidError } from '../../common/errors.js';
-import * as sys from '../syscalls.js';
 import { macFor, type RouteNetlink } from './rtnetlink.js';
 
 /** What the thread needs to wire a sandbox (runtime/net/host-network.ts hands it out). */
@@ -21,6 +20,14 @@ export interface LinkCounters {
   /** Bytes the sandbox received and sent (the host end counts them the other way round). */
   netRxBytes: number;
   netTxBytes: number;
+}
+
+/**
+ * Closes an fd from holdNetworkNamespace(). Through fs, which opened it: in a worker thread Node tracks the fds
+ * fs opens, and one closed behind its back (a raw close(2)) draws a warning when its number comes back.
+ */
+export function closeNamespaceFd(fd: number): void {
+  fs.closeSync(fd);
 }
 
 export class SandboxLink {
@@ -68,7 +75,7 @@ export class SandboxLink {
 
   /** Lets the namespace go: the kernel then removes both ends. Idempotent. */
   close(): void {
-    if (this.netnsFd >= 0) sys.close(this.netnsFd);
+    if (this.netnsFd >= 0) closeNamespaceFd(this.netnsFd);
     this.netnsFd = -1;
   }
 }

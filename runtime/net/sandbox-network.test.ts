@@ -3,12 +3,13 @@
 // on 203.0.113.10 and .11 and a DNS server. The operator's egress policy allows 203.0.113.10 only (documentation
 // addresses are refused by default), so .11 stands for what an operator refuses. Each refusal has beside it a run
 // where the same request succeeds, so no test passes because the request itself was broken.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { busyboxRootfs } from '../../test/busybox-rootfs.js';
 import { NetRunner, NetWorld, NODE_UPLINK_ADDRESS, type RunnerResult, WORLD_GATEWAY } from '../../test/net-world.js';
 import { describePrivileged } from '../../test/privileged.js';
 
+const lidBin = new URL('../../bin/lid.js', import.meta.url).pathname;
 const ALLOWED = '203.0.113.10';
 const REFUSED = '203.0.113.11';
 // An HTTP GET with busybox's nc (its static wget crashes looking up the service name outside a full libc).
@@ -112,7 +113,7 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     expect(lines).toMatch(/Name:\s+a\.wild\.lid\.test/);
     expect(lines).toContain(`FAIL ${REFUSED}`);
     expect(lines).toMatch(/^0$/m); // no IPv6 address at all
-    expect(lines).toContain('nameserver 10.231.0.1');
+    expect(lines).toMatch(/^nameserver 10\.231\.255\.\d+$/m); // this runtime's resolver, in the pool's last /26
   }, 40_000);
 
   it('sandboxes reach neither each other nor the host (its own addresses, the bridge)', async () => {
@@ -130,6 +131,43 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     expect(r.stdout).toContain(`hello from ${ALLOWED}:80`); // the same sandbox does reach the world
     await listener;
   }, 30_000);
+
+  it('lid sandbox run --network works beside another runtime of the same namespace; none still reaches nothing', () => {
+    const lid = (network: string) =>
+      spawnSync(
+        'nsenter',
+        [
+          `--net=/run/netns/${world.node}`,
+          process.execPath,
+          lidBin,
+          'sandbox',
+          'run',
+          '--rootfs',
+          rootfs,
+          '--network',
+          network,
+          '--',
+          'sh',
+          '-c',
+          `nslookup allowed.lid.test >/dev/null && ${get(ALLOWED)}`,
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 60_000,
+          env: {
+            ...process.env,
+            LID_DNS_UPSTREAM: WORLD_GATEWAY,
+            LID_ALLOW_PRIVATE_EGRESS: `${ALLOWED}/32`,
+          },
+        },
+      );
+    const allowed = lid('allow=allowed.lid.test:80');
+    expect(allowed.stderr).toBe('');
+    expect(allowed.stdout).toContain(`hello from ${ALLOWED}:80`);
+    const none = lid('none');
+    expect(none.stdout).not.toContain('hello');
+    expect(none.status).not.toBe(0);
+  }, 90_000);
 
   it('100 concurrent networked jobs all work, and leave no veth or firewall element behind', async () => {
     // 100 sandboxes at once on two shared cores: nc waits up to 10 s for an answer.

@@ -9,7 +9,7 @@ import { type DnsServer, dnsUpstreamServers } from '../../common/net-settings.js
 import { compileNetwork, type NetworkPolicy, type NetworkRequest } from '../../common/network-policy.js';
 import { EgressFirewall } from './egress-firewall.js';
 import { BRIDGE, HostNetwork, resolverFiles, type SandboxNet } from './host-network.js';
-import { bridgeAddress, hostAddresses, type Pool } from './pool.js';
+import { bridgeAddress, hostAddresses, type Pool, resolverBlock } from './pool.js';
 import { SandboxResolver } from './sandbox-resolver.js';
 
 export interface NetworkingOptions {
@@ -36,6 +36,7 @@ export class SandboxNetworking {
     private readonly host: HostNetwork,
     private readonly firewall: EgressFirewall,
     private readonly resolver: SandboxResolver,
+    private readonly nameserver: { address: string; release: () => void },
   ) {}
 
   static async start(opts: NetworkingOptions): Promise<SandboxNetworking> {
@@ -47,6 +48,7 @@ export class SandboxNetworking {
       pool: opts.pool,
       gateway,
       uplink: host.uplink,
+      resolvers: resolverBlock(opts.pool),
       deny: [
         ...ALWAYS_DENIED,
         `${opts.pool.address}/${opts.pool.prefix}`,
@@ -64,9 +66,11 @@ export class SandboxNetworking {
     }
     const networking: { current?: SandboxNetworking } = {};
     let resolver: SandboxResolver;
+    let nameserver: { address: string; release: () => void } | undefined;
     try {
+      nameserver = host.claimResolverAddress();
       resolver = await SandboxResolver.start({
-        listen: { address: gateway, port: 53 },
+        listen: { address: nameserver.address, port: 53 },
         upstreams,
         policyFor: (source) => networking.current?.policies.get(source),
         allow: (source, address, ports, ttl) => {
@@ -74,16 +78,11 @@ export class SandboxNetworking {
         },
       });
     } catch (e) {
+      nameserver?.release();
       firewall.close();
-      if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE')
-        throw new LidError(
-          'unsupported',
-          `another Lid runtime in this network namespace already serves sandbox networking on ${gateway}:53: ` +
-            'run networked jobs there, or start this one in its own network namespace',
-        );
       throw e;
     }
-    networking.current = new SandboxNetworking(host, firewall, resolver);
+    networking.current = new SandboxNetworking(host, firewall, resolver, nameserver);
     return networking.current;
   }
 
@@ -101,7 +100,7 @@ export class SandboxNetworking {
     const policy = compileNetwork(request);
     this.firewall.admit(net.address, policy);
     this.policies.set(net.address, policy);
-    return { net, systemFiles: resolverFiles(net, hostname) };
+    return { net, systemFiles: resolverFiles(net, this.nameserver.address, hostname) };
   }
 
   /** After the sandbox has ended: what its policy refused, and nothing of it left in the firewall. */
@@ -130,5 +129,6 @@ export class SandboxNetworking {
     for (const address of this.policies.keys()) this.firewall.release(address);
     this.policies.clear();
     this.firewall.close();
+    this.nameserver.release();
   }
 }
