@@ -241,7 +241,7 @@ const TABLE = {
           return z.NEVER;
         }
       }),
-    doc: 'callbacks and job pulls may also reach: true (private, not metadata) or CIDRs (default: public only)',
+    doc: 'callbacks, job pulls and sandbox networks may also reach: true (private, not metadata) or CIDRs (default: public only)',
   },
   registryHostCredentials: {
     env: 'LID_REGISTRY_HOST_CREDENTIALS',

@@ -55,9 +55,16 @@ describePrivileged('worker metrics', () => {
     const missing = await client.submit('tenant-m', { image: 'absent:1', command: ['true'] });
     expect(await client.wait(missing.id, 20_000)).toMatchObject({ state: 'error' });
 
-    const res = await fetch(worker!.metricsUrl!);
-    expect(res.status).toBe(200);
-    const text = await res.text();
+    // A job is observed once its final record is stored and it has left the worker: a moment after wait() sees it.
+    const errorSample = `lid_jobs_total{state="error",status="not_found",tenant="tenant-m",image="_none"}`;
+    let text = '';
+    for (let tries = 0; tries < 50; tries++) {
+      const res = await fetch(worker!.metricsUrl!);
+      expect(res.status).toBe(200);
+      text = await res.text();
+      if (sample(text, errorSample) !== null) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const labels = `image="${IMAGE}"`;
     expect(sample(text, `lid_jobs_total{state="completed",status="ok",tenant="tenant-m",${labels}}`)).toBe(1);
     // A job that never ran names no image (a tenant could make up any number of image names): "_none".
