@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/v2vm-net-modules
-roots=(nf_tables nft_ct nft_masq nft_chain_nat nf_nat nf_conntrack veth bridge)
-pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+# crc32c_generic first: libcrc32c asks the crypto API for crc32c when it loads (a soft dependency, not in depends=).
+roots=(crc32c_generic nf_tables nft_ct nft_masq nft_chain_nat nf_nat nf_conntrack veth bridge)
+kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+pkg=$(kernel_package)
+[ -n "$pkg" ] || { apt-get update -qq >/dev/null; pkg=$(kernel_package); }
 [ -n "$pkg" ] || { echo "v2vm-net-modules: no linux-image-amd64 package known to apt" >&2; exit 2; }
 if [ ! -f "$out/$pkg.done" ]; then
   rm -rf "$out" && mkdir -p "$out/deb"
