@@ -25,18 +25,32 @@ export const DEFAULT_IMAGES = ['busybox', 'python', 'node', 'bash'];
 
 const say = (line: string) => process.stderr.write(`lid up: ${line}\n`);
 
+/**
+ * Builds the default images that are missing. One that cannot be built (no way to the package mirrors, say, when
+ * Lid starts inside a network namespace without one) does not stop Lid: it starts without it and says which, and
+ * jobs naming it fail with not_found until it is built.
+ */
 async function buildMissingImages(config: LidConfig): Promise<void> {
   const store = ImageStore.open(config.dataDir);
   const have = new Set(listImages(store).map((i) => i.name));
+  const failed: string[] = [];
   for (const name of DEFAULT_IMAGES.filter((n) => !have.has(`${n}:latest`))) {
     say(`building the ${name} image from its recipe (first start only)`);
     const progress = terminalProgress();
     try {
       await buildImage(store, name, progress.report);
+    } catch (e) {
+      failed.push(name);
+      say(`could not build the ${name} image: ${(e as Error).message.split('\n')[0]}`);
     } finally {
       progress.done();
     }
   }
+  if (failed.length)
+    say(
+      `starting without the ${failed.join(', ')} image${failed.length > 1 ? 's' : ''}: ` +
+        `build ${failed.length > 1 ? 'them' : 'it'} later with \`lid images build NAME\``,
+    );
 }
 
 /** The development tenant's key: the one kept under LID_DATA_DIR, or a new tenant when none exists at all. */

@@ -62,7 +62,13 @@ out({ ready: true });
 
 const lines = readline.createInterface({ input: process.stdin });
 lines.on('line', (line) => {
-  const { id, spec, bench } = JSON.parse(line) as { id: number; spec: RunSpecInput; bench?: BenchRequest };
+  const { id, spec, bench, cancelAfterMs } = JSON.parse(line) as {
+    id: number;
+    spec: RunSpecInput;
+    bench?: BenchRequest;
+    /** Cancels the run this long after it was handed to the runtime, as a job cancelled by its user. */
+    cancelAfterMs?: number;
+  };
   if (bench) {
     benchInterleaved(bench).then(
       (result) => out({ id, result }),
@@ -70,7 +76,8 @@ lines.on('line', (line) => {
     );
     return;
   }
-  runtime.run(spec).then(
+  const signal = cancelAfterMs === undefined ? undefined : AbortSignal.timeout(cancelAfterMs);
+  runtime.run(spec, { signal }).then(
     (r) =>
       out({
         id,

@@ -138,8 +138,8 @@ export class NetRunner {
     return runner;
   }
 
-  run(spec: Record<string, unknown>): Promise<RunnerResult> {
-    return this.request({ spec }) as Promise<RunnerResult>;
+  run(spec: Record<string, unknown>, opts: { cancelAfterMs?: number } = {}): Promise<RunnerResult> {
+    return this.request({ spec, ...opts }) as Promise<RunnerResult>;
   }
 
   /** Interleaved /bin/true runs inside the runner (test/net-runner.ts): samples in ms by contender. */

@@ -4,9 +4,11 @@
 // addresses are refused by default), so .11 stands for what an operator refuses. Each refusal has beside it a run
 // where the same request succeeds, so no test passes because the request itself was broken.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { busyboxRootfs } from '../../test/busybox-rootfs.js';
 import { NetRunner, NetWorld, NODE_UPLINK_ADDRESS, type RunnerResult, WORLD_GATEWAY } from '../../test/net-world.js';
+import { nodeScriptArgs } from '../../test/node-script.js';
 import { describePrivileged } from '../../test/privileged.js';
 
 const lidBin = new URL('../../bin/lid.js', import.meta.url).pathname;
@@ -169,6 +171,39 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     expect(none.status).not.toBe(0);
   }, 90_000);
 
+  it('through the service: a job asking for an allowlist reaches it, with usage and a sandbox.network span', async () => {
+    const child = fileURLToPath(new URL('../../test/net-service-child.ts', import.meta.url));
+    const r = spawnSync(
+      'nsenter',
+      [
+        `--net=/run/netns/${world.node}`,
+        process.execPath,
+        ...nodeScriptArgs(child),
+        `nslookup allowed.lid.test >/dev/null && ${get(ALLOWED)}`,
+        WORLD_GATEWAY,
+        `${ALLOWED}/32`,
+        'allowed.lid.test:80',
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    type JobView = { state: string; result?: { stdout: string; usage: Record<string, number> } };
+    const out = JSON.parse(r.stdout) as {
+      allowed: { status: number; record: JobView };
+      none: { status: number; record: JobView };
+      overCeiling: { status: number; record: { error?: { message: string } } };
+      trace: { spans: { name: string; attributes: Record<string, unknown> }[] };
+    };
+    expect(out.allowed.status).toBe(200);
+    expect(out.allowed.record.result?.stdout).toContain(`hello from ${ALLOWED}:80`);
+    expect(out.allowed.record.result?.usage.netRxBytes).toBeGreaterThan(100);
+    expect(out.none.record.result?.stdout).not.toContain('hello');
+    expect(out.overCeiling.status).toBe(400); // the tenant may use an allowlist, not the internet
+    const span = out.trace.spans.find((s) => s.name === 'sandbox.network');
+    expect(span?.attributes).toMatchObject({ 'lid.network': 'allow', 'lid.network.allow': ['allowed.lid.test:80'] });
+    expect(span?.attributes['lid.usage.net_rx_bytes']).toBeGreaterThan(100);
+  }, 150_000);
+
   it('100 concurrent networked jobs all work, and leave no veth or firewall element behind', async () => {
     // 100 sandboxes at once on two shared cores: nc waits up to 10 s for an answer.
     const runs = await Promise.all(Array.from({ length: 100 }, () => sh('internet', get(ALLOWED, 10), 30_000)));
@@ -178,6 +213,35 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     expect(world.nodeLinks().filter((l) => l.startsWith('lv'))).toEqual([]);
     expect(nftElements()).toEqual([]);
   }, 120_000);
+
+  it('leaves nothing after many mixed networked runs, a cancelled one and a timed-out one', async () => {
+    const runs = Number(process.env.LID_NET_LEAK_RUNS ?? 1000);
+    const policies = ['none', 'internet', { allow: [`${ALLOWED}:80`] }, { allow: ['allowed.lid.test'] }];
+    let started = 0;
+    const failures: string[] = [];
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (started < runs) {
+          const network = policies[started++ % policies.length];
+          const r = await sh(network, 'true', 20_000);
+          if (r.status !== 'ok') failures.push(`${JSON.stringify(network)}: ${r.status} ${r.stderr}`);
+        }
+      }),
+    );
+    expect(failures).toEqual([]);
+    const cancelled = await runner
+      .run({ rootfs, argv: ['sleep', '30'], network: 'internet' }, { cancelAfterMs: 300 })
+      .then(
+        () => 'finished',
+        (e: Error) => e.message,
+      );
+    expect(cancelled).toMatch(/abort|cancel|timeout/i);
+    const timedOut = await sh({ allow: [`${ALLOWED}:80`] }, 'sleep 30', 300);
+    expect(timedOut.status).toBe('timeout');
+    await new Promise((r) => setTimeout(r, 500)); // namespaces go asynchronously
+    expect(world.nodeLinks().filter((l) => l.startsWith('lv'))).toEqual([]);
+    expect(nftElements()).toEqual([]);
+  }, 600_000);
 
   it('a runtime SIGKILLed mid-job leaves nothing once the next one has started', async () => {
     const running = sh('internet', `${get(ALLOWED)}; sleep 30`).catch(() => null);

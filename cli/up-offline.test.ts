@@ -1,0 +1,53 @@
+// `lid up` started inside a network namespace with no way out (loopback only), as a worker in an isolated pod or a
+// test namespace is: the default images cannot be built (their recipes fetch Debian packages), and Lid must still
+// start, saying which images it goes without, rather than fail or hang.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { describePrivileged } from '../test/privileged.js';
+
+const lidBin = new URL('../bin/lid.js', import.meta.url).pathname;
+
+describePrivileged('lid up without a network', () => {
+  const netns = `lidt-${crypto.randomBytes(3).toString('hex')}-off`;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-up-offline-'));
+  let child: ChildProcess | undefined;
+
+  afterAll(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child!.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    execFileSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('starts without the images it cannot build, and says which', async () => {
+    execFileSync('ip', ['netns', 'add', netns]);
+    execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+    const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: path.join(tmp, 'data'), LID_PORT: '0' };
+    delete env.REDIS_URL;
+    child = spawn('nsenter', [`--net=/run/netns/${netns}`, process.execPath, lidBin, 'up'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (c: Buffer) => (err += c));
+    await new Promise<void>((resolve, reject) => {
+      child!.stdout!.on('data', (c: Buffer) => {
+        out += c;
+        if (/API reference: http:\/\/127\.0\.0\.1:\d+\/docs\n/.test(out)) resolve();
+      });
+      child!.once('exit', (code) => reject(new Error(`lid up exited (${code}): ${err}`)));
+    });
+    expect(err).toMatch(/could not build the busybox image: /);
+    expect(err).toMatch(
+      /starting without the busybox, python, node, bash images: build them later with `lid images build NAME`/,
+    );
+  }, 300_000);
+});
