@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.js';
-import { dnsUpstreamServers, nameserversOf, parseNetPool } from './net-settings.js';
+import { dnsUpstreamServers, nameserversOf, parseNetPool, serviceAddresses } from './net-settings.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-net-settings-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -132,5 +132,20 @@ describe('DNS servers from resolv.conf', () => {
     expect(() => dnsUpstreamServers(undefined, path.join(tmp, 'absent'))).toThrow(
       /^cannot read .*absent for DNS servers .*: set LID_DNS_UPSTREAM$/,
     );
+  });
+});
+
+describe("serviceAddresses (Lid's own services, which no sandbox may reach)", () => {
+  it('takes IPv4 literals, every host of a Sentinel URL, and what a name resolves to; skips the rest', async () => {
+    const found = await serviceAddresses([
+      'redis://lid:secret@10.1.2.3:6379',
+      'redis-sentinel://:pw@10.0.0.7:26379,10.0.0.8:26379/mymaster',
+      'http://localhost:8080', // resolved through /etc/hosts, never a DNS server
+      'http://[::1]:8080', // IPv6: sandboxes have none
+      undefined,
+      'not a url',
+    ]);
+    expect(found).toEqual(expect.arrayContaining(['10.1.2.3', '10.0.0.7', '10.0.0.8', '127.0.0.1']));
+    expect(found).not.toContain('::1');
   });
 });

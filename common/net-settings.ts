@@ -146,18 +146,16 @@ export async function serviceAddresses(urls: (string | undefined)[]): Promise<st
   for (const url of urls) {
     if (!url) continue;
     let hosts: string[];
-    try {
-      const u = new URL(url);
-      // redis-sentinel://h1:p1,h2:p2/name carries several hosts; URL parses only the first.
-      hosts = u.protocol.startsWith('redis-sentinel')
-        ? url
-            .replace(/^[^/]*\/\/(?:[^@/]*@)?/, '')
-            .split('/')[0]!
-            .split(',')
-            .map((h) => h.replace(/:\d+$/, ''))
-        : [u.hostname.replace(/^\[|\]$/g, '')];
-    } catch {
-      continue;
+    if (/^redis-sentinel:\/\//i.test(url)) {
+      // redis-sentinel://[user:pass@]h1:p1,h2:p2/name carries several hosts, which URL cannot parse.
+      const authority = url.replace(/^[^/]*\/\/(?:[^@/]*@)?/, '').split('/')[0]!;
+      hosts = authority.split(',').map((h) => h.replace(/:\d+$/, ''));
+    } else {
+      try {
+        hosts = [new URL(url).hostname.replace(/^\[|\]$/g, '')];
+      } catch {
+        continue;
+      }
     }
     for (const host of hosts) {
       if (net.isIPv4(host)) found.add(host);

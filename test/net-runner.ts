@@ -17,6 +17,8 @@ interface RunnerOptions {
   allowPrivateEgress?: string;
   listen?: { address: string; port: number }[];
   threads?: number;
+  /** Addresses of Lid's own services (Redis, the gateway) that no sandbox may reach. */
+  protect?: string[];
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as RunnerOptions;
@@ -29,6 +31,7 @@ const runtime = await SandboxRuntime.start({
     pool: parseNetPool(options.pool ?? '10.231.0.0/16'),
     upstreams: options.upstreams,
     egress: EgressPolicy.parse(options.allowPrivateEgress),
+    protect: options.protect,
   },
 });
 interface BenchRequest {

@@ -14,6 +14,7 @@ import { describePrivileged } from '../../test/privileged.js';
 const lidBin = new URL('../../bin/lid.js', import.meta.url).pathname;
 const ALLOWED = '203.0.113.10';
 const REFUSED = '203.0.113.11';
+const SERVICE = '203.0.113.12'; // stands for a remote Redis: the operator's policy allows it, Lid protects it
 // An HTTP GET with busybox's nc (its static wget crashes looking up the service name outside a full libc).
 // -w: seconds nc waits (a refused connection is dropped, so each refusal costs that long).
 const get = (target: string, wait = 1) => {
@@ -29,7 +30,8 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     runner.run({ rootfs, argv: ['sh', '-c', script], network, limits: { timeoutMs } });
   const runnerOptions = {
     upstreams: [{ address: WORLD_GATEWAY, port: 53 }],
-    allowPrivateEgress: `${ALLOWED}/32`,
+    allowPrivateEgress: `${ALLOWED}/32,${SERVICE}/32`,
+    protect: [SERVICE],
     listen: [{ address: '0.0.0.0', port: 7000 }],
   };
   // Elements of the per-sandbox sets and maps of table inet lid (the operator's deny, refused and exempt stay).
@@ -49,6 +51,7 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
       http: [
         { address: ALLOWED, ports: [80, 8080] },
         { address: REFUSED, ports: [80] },
+        { address: SERVICE, ports: [80] },
       ],
       zone: {
         'allowed.lid.test': [ALLOWED],
@@ -117,6 +120,14 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     expect(lines).toMatch(/^0$/m); // no IPv6 address at all
     expect(lines).toMatch(/^nameserver 10\.231\.255\.\d+$/m); // this runtime's resolver, in the pool's last /26
   }, 40_000);
+
+  it("no policy reaches Lid's own services, even where the operator's egress policy allows their address", async () => {
+    const internet = await sh('internet', `${get(SERVICE)}; ${get(ALLOWED)}`);
+    expect(internet.stdout).toContain(`FAIL ${SERVICE}`);
+    expect(internet.stdout).toContain(`hello from ${ALLOWED}:80`); // exempted the same way, and reached
+    const listed = await sh({ allow: [`${SERVICE}:80`] }, get(SERVICE));
+    expect(listed.stdout).toContain(`FAIL ${SERVICE}`);
+  }, 30_000);
 
   it('sandboxes reach neither each other nor the host (its own addresses, the bridge)', async () => {
     const listener = sh('internet', 'timeout 6 nc -l -p 9000; echo listener-done');
