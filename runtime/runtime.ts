@@ -13,6 +13,7 @@ import { createCgroupDriver } from './cgroups/detect.js';
 import type { CgroupDriver } from './cgroups/driver.js';
 import { ensureInitBinary } from './init/init-binary.js';
 import type { FromThread, PreparedRun, ThreadConfig, ToThread } from './protocol.js';
+import { firewallTableExists } from './net/egress-firewall.js';
 import { type NetworkingOptions, SandboxNetworking } from './net/sandbox-networking.js';
 import { addressIndex, DEFAULT_POOL } from './net/pool.js';
 import * as sys from './syscalls.js';
@@ -121,6 +122,11 @@ export class SandboxRuntime {
     const count = options.threads ?? Math.min(8, Math.max(2, os.availableParallelism()));
     try {
       await Promise.all(Array.from({ length: count }, () => runtime.addThread()));
+      // Where sandbox networking has been used before, a runtime that died (SIGKILL) may have left firewall
+      // elements: start networking now, which sweeps them. Where it never was, nothing is touched until a
+      // networked run asks for it. A failure here is not this runtime's end: the next networked run tries again
+      // and reports it (a pool that clashes, say), while runs without network go on.
+      if (runtime.networkOptions !== false && firewallTableExists()) await runtime.startNetworking().catch(() => {});
     } catch (e) {
       await runtime.close();
       throw e;

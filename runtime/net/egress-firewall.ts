@@ -58,6 +58,11 @@ function nft(script: string): { ok: true } | { ok: false; error: string } {
   }
 }
 
+/** Whether this network namespace has table inet lid: sandbox networking has been used here since boot. */
+export function firewallTableExists(): boolean {
+  return tableTag() !== null;
+}
+
 /** The table's comment, '' without one, null without the table. */
 function tableTag(): string | null {
   try {

@@ -215,6 +215,20 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     expect(span?.attributes['lid.usage.net_rx_bytes']).toBeGreaterThan(100);
   }, 150_000);
 
+  it('refuses a pool that overlaps what the namespace already routes, naming the overlap and the setting', async () => {
+    const other = await NetRunner.start(world, { ...runnerOptions, listen: [], pool: '198.18.0.0/24' }); // holds the uplink
+    try {
+      const refused = await other.run({ rootfs, argv: ['true'], network: 'internet' }).then(
+        () => 'ran',
+        (e: Error) => e.message,
+      );
+      expect(refused).toMatch(/pool 198\.18\.0\.0\/24 overlaps .*198\.18\.0\.2.*LID_NET_POOL/);
+      expect((await other.run({ rootfs, argv: ['true'], network: 'none' })).status).toBe('ok');
+    } finally {
+      await other.stop();
+    }
+  }, 60_000);
+
   it('100 concurrent networked jobs all work, and leave no veth or firewall element behind', async () => {
     // 100 sandboxes at once on two shared cores: nc waits up to 10 s for an answer.
     const runs = await Promise.all(Array.from({ length: 100 }, () => sh('internet', get(ALLOWED, 10), 30_000)));
@@ -254,13 +268,15 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
     expect(nftElements()).toEqual([]);
   }, 600_000);
 
-  it('a runtime SIGKILLed mid-job leaves nothing once the next one has started', async () => {
+  it('a runtime SIGKILLed mid-job leaves nothing once the next one has started (its sweep)', async () => {
     const running = sh('internet', `${get(ALLOWED)}; sleep 30`).catch(() => null);
     await new Promise((r) => setTimeout(r, 1500));
     expect(nftElements().length).toBeGreaterThan(0);
     await runner.kill();
     await running;
     runner = await NetRunner.start(world, runnerOptions);
+    // The next runtime sweeps at its start, before any networked run.
+    expect(nftElements()).toEqual([]);
     const r = await sh({ allow: [`${ALLOWED}:8080`] }, get(`${ALLOWED}:8080`));
     expect(r.stdout).toContain(`hello from ${ALLOWED}:8080`);
     await new Promise((r) => setTimeout(r, 500));
