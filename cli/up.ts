@@ -23,6 +23,9 @@ import { startTelemetry } from './telemetry.js';
 
 export const DEFAULT_IMAGES = ['busybox', 'python', 'node', 'bash'];
 
+const MIRRORS_UNREACHABLE =
+  /Failed to fetch|Temporary failure resolving|Could not resolve|Unable to connect|unreachable/i;
+
 const say = (line: string) => process.stderr.write(`lid up: ${line}\n`);
 
 /**
@@ -34,14 +37,25 @@ async function buildMissingImages(config: LidConfig): Promise<void> {
   const store = ImageStore.open(config.dataDir);
   const have = new Set(listImages(store).map((i) => i.name));
   const failed: string[] = [];
-  for (const name of DEFAULT_IMAGES.filter((n) => !have.has(`${n}:latest`))) {
+  const missing = DEFAULT_IMAGES.filter((n) => !have.has(`${n}:latest`));
+  for (const [i, name] of missing.entries()) {
     say(`building the ${name} image from its recipe (first start only)`);
     const progress = terminalProgress();
     try {
       await buildImage(store, name, progress.report);
     } catch (e) {
+      const message = (e as Error).message;
+      // apt's own error lines say why ("E: Failed to fetch ... Temporary failure resolving ..."); its warnings do not.
+      const lines = message.split('\n');
+      const why = lines.find((l) => l.startsWith('E: '))?.slice(3) ?? lines[0];
+      say(`could not build the ${name} image: ${why}`);
       failed.push(name);
-      say(`could not build the ${name} image: ${(e as Error).message.split('\n')[0]}`);
+      if (MIRRORS_UNREACHABLE.test(message)) {
+        // Every recipe fetches from the same mirrors: the others would each wait out the same timeouts.
+        failed.push(...missing.slice(i + 1));
+        say('the package mirrors cannot be reached from here: not trying the other images');
+        break;
+      }
     } finally {
       progress.done();
     }
