@@ -52,4 +52,47 @@ describePrivileged('lid up without a network', () => {
       /starting without the busybox, python, node, bash images: build them later with `lid images build NAME`/,
     );
   }, 300_000);
+
+  it('stopped while it builds, leaves no Redis and no apt process behind', async () => {
+    const dataDir = path.join(tmp, 'data-interrupted');
+    const env: NodeJS.ProcessEnv = { ...process.env, LID_DATA_DIR: dataDir, LID_PORT: '0' };
+    delete env.REDIS_URL;
+    const up = spawn('nsenter', [`--net=/run/netns/${netns}`, process.execPath, lidBin, 'up'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    await new Promise<void>((resolve, reject) => {
+      up.stderr!.on('data', (c: Buffer) => {
+        err += c;
+        if (/building the busybox image/.test(err)) resolve();
+      });
+      up.once('exit', (code) => reject(new Error(`lid up exited (${code}): ${err}`)));
+    });
+    const mine = () =>
+      fs
+        .readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
+            return (
+              (cmd.startsWith('redis-server') && fs.readlinkSync(`/proc/${p}/cwd`).startsWith(dataDir)) ||
+              (cmd.startsWith('apt-get') && cmd.includes(dataDir))
+            );
+          } catch {
+            return false; // gone meanwhile
+          }
+        });
+    expect(mine().length).toBeGreaterThan(0); // its Redis runs (and apt, unless it has already given up)
+    const code = await new Promise<number | null>((resolve) => {
+      up.once('exit', (c) => resolve(c));
+      up.kill('SIGINT');
+    });
+    expect(code).toBe(130);
+    expect(err).toMatch(/interrupted while starting/);
+    // apt ends on the SIGTERM it was sent, a moment after lid up itself.
+    for (let tries = 0; tries < 50 && mine().length > 0; tries++) await new Promise((r) => setTimeout(r, 100));
+    expect(mine()).toEqual([]);
+  }, 120_000);
 });

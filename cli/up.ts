@@ -11,6 +11,7 @@ import { connectRedis, maskRedisUrl } from '../common/redis.js';
 import { startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { buildImage } from '../images/build-image.js';
+import { stopAptRuns } from '../images/debian/resolve.js';
 import { listImages } from '../images/catalog.js';
 import { ImageStore } from '../images/store.js';
 import { LidWorker } from '../worker/worker.js';
@@ -91,6 +92,15 @@ async function up(config: LidConfig): Promise<void> {
   }
   const logger = createLogger(config, 'lid');
   let startedRedis = false;
+  // Ctrl-C or SIGTERM while starting (the first image builds take minutes): end the builds' apt processes and the
+  // Redis this run started, rather than leave them running without anyone to stop them.
+  const interruptedWhileStarting = () => {
+    say('interrupted while starting: stopping what was started');
+    stopAptRuns();
+    void (startedRedis ? stopEmbeddedRedis(config.dataDir) : Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interruptedWhileStarting);
+  process.once('SIGTERM', interruptedWhileStarting);
   let url: string;
   if (!config.redisUrl) {
     const embedded = await ensureEmbeddedRedis(config.dataDir, { onNotice: say, maxmemory: config.redisMaxmemory });
@@ -111,6 +121,8 @@ async function up(config: LidConfig): Promise<void> {
   const admin = adminToken(config);
   const worker = await LidWorker.start(config, { redisUrl: url, logger, metrics });
   const gateway = await startGateway({ ...config, adminToken: admin }, { redisUrl: url, logger, metrics });
+  process.off('SIGINT', interruptedWhileStarting);
+  process.off('SIGTERM', interruptedWhileStarting);
   const shown = apiKey ?? '<your tenant key: npx lid tenants create NAME>';
   process.stdout.write(
     `Lid is up: gateway ${gateway.url}, a worker running ${worker.concurrency} jobs at once.\n` +

@@ -9,7 +9,7 @@
 //
 // apt checks only the size of a .deb already in its cache, so every cached file is checked against the SHA256 of
 // apt's (signature-verified) package lists before use; a bad one is deleted and downloaded again.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -55,6 +55,11 @@ function aptOptions(state: string, archives: string): string[] {
     ['Debug::NoLocking', 'true'],
     ['APT::Install-Recommends', 'false'],
     ['APT::Install-Suggests', 'false'],
+    // Where the mirrors cannot be reached (a network namespace with a route that leads nowhere), fail in seconds,
+    // not after apt's default retries with their back-off; a build that failed is simply run again.
+    ['Acquire::http::Timeout', '15'],
+    ['Acquire::https::Timeout', '15'],
+    ['Acquire::Retries', '1'],
   ];
   return settings.flatMap(([k, v]) => ['-o', `${k}=${v}`]);
 }
@@ -76,10 +81,20 @@ function aptError(command: string, code: number | null, stderr: string): LidErro
 }
 
 /** Runs an apt tool with C messages (they are parsed); resolves with its stdout, rejects with a LidError. */
+/** apt processes running for this process's builds: a process told to stop ends them (stopAptRuns). */
+const aptRuns = new Set<ChildProcess>();
+
+/** Ends every apt process this process started (a `lid up` interrupted while it builds images leaves none). */
+export function stopAptRuns(): void {
+  for (const child of aptRuns) child.kill('SIGTERM');
+}
+
 function runApt(tool: string, args: string[], onLine?: (line: string) => void): Promise<string> {
   return new Promise((resolve, reject) => {
     // The host's environment passes through: apt honours proxy variables the host may need to reach its mirrors.
     const child = spawn(tool, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    aptRuns.add(child);
+    child.once('exit', () => aptRuns.delete(child));
     let stdout = '';
     let stderr = '';
     let partial = '';
