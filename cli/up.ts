@@ -11,6 +11,7 @@ import { connectRedis, maskRedisUrl } from '../common/redis.js';
 import { startGateway } from '../gateway/server.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { buildImage } from '../images/build-image.js';
+import { mirrorProblem } from '../images/debian/mirror-check.js';
 import { stopAptRuns } from '../images/debian/resolve.js';
 import { listImages } from '../images/catalog.js';
 import { ImageStore } from '../images/store.js';
@@ -39,7 +40,12 @@ async function buildMissingImages(config: LidConfig): Promise<void> {
   const have = new Set(listImages(store).map((i) => i.name));
   const failed: string[] = [];
   const missing = DEFAULT_IMAGES.filter((n) => !have.has(`${n}:latest`));
-  for (const [i, name] of missing.entries()) {
+  const unreachable = missing.length ? await mirrorProblem() : null;
+  if (unreachable) {
+    say(`the package mirrors cannot be reached from here: ${unreachable}`);
+    failed.push(...missing);
+  }
+  for (const [i, name] of (unreachable ? [] : missing).entries()) {
     say(`building the ${name} image from its recipe (first start only)`);
     const progress = terminalProgress();
     try {
