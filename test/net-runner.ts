@@ -19,6 +19,8 @@ interface RunnerOptions {
   threads?: number;
   /** Addresses of Lid's own services (Redis, the gateway) that no sandbox may reach. */
   protect?: string[];
+  /** LID_NET_UPLINK: the interface sandboxes' traffic leaves by (default: the default route's). */
+  uplink?: string;
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as RunnerOptions;
@@ -32,6 +34,7 @@ const runtime = await SandboxRuntime.start({
     upstreams: options.upstreams,
     egress: EgressPolicy.parse(options.allowPrivateEgress),
     protect: options.protect,
+    uplink: options.uplink,
   },
 });
 interface BenchRequest {

@@ -76,7 +76,8 @@ export class HostNetwork {
           'unsupported',
           'this network namespace has no default route, so sandboxes would have no way out: add one or set LID_NET_UPLINK',
         );
-      if (!fs.existsSync(`/sys/class/net/${uplink}`) && !nl.link({ name: uplink }))
+      // Asked over netlink: /sys may be the mount of another network namespace (nsenter --net keeps the host's).
+      if (!nl.link({ name: uplink }))
         throw new LidError('unsupported', `LID_NET_UPLINK names ${uplink}, which this network namespace does not have`);
       let index = existing?.index;
       if (index === undefined) {

@@ -10,6 +10,7 @@ import { busyboxRootfs } from '../../test/busybox-rootfs.js';
 import { NetRunner, NetWorld, NODE_UPLINK_ADDRESS, type RunnerResult, WORLD_GATEWAY } from '../../test/net-world.js';
 import { nodeScriptArgs } from '../../test/node-script.js';
 import { describePrivileged } from '../../test/privileged.js';
+import { readRoutes } from './pool.js';
 
 const lidBin = new URL('../../bin/lid.js', import.meta.url).pathname;
 const ALLOWED = '203.0.113.10';
@@ -226,6 +227,31 @@ describePrivileged('sandbox networking, in a test world of its own', () => {
       expect((await other.run({ rootfs, argv: ['true'], network: 'none' })).status).toBe('ok');
     } finally {
       await other.stop();
+    }
+  }, 60_000);
+
+  it('takes the uplink it is given, and refuses one the namespace does not have, naming the setting', async () => {
+    const named = await NetRunner.start(world, { ...runnerOptions, listen: [], uplink: 'up0' });
+    try {
+      expect((await named.run({ rootfs, argv: ['sh', '-c', get(ALLOWED)], network: 'internet' })).stdout).toContain(
+        `hello from ${ALLOWED}:80 to ${NODE_UPLINK_ADDRESS}`,
+      );
+    } finally {
+      await named.stop();
+    }
+    // A name nobody has, and the machine's own uplink (which /sys, still the machine's under nsenter, does show).
+    const machineUplink = readRoutes().defaultInterface;
+    for (const uplink of ['eth9', ...(machineUplink && machineUplink !== 'up0' ? [machineUplink] : [])]) {
+      const wrong = await NetRunner.start(world, { ...runnerOptions, listen: [], uplink });
+      try {
+        const refused = await wrong.run({ rootfs, argv: ['true'], network: 'internet' }).then(
+          () => 'ran',
+          (e: Error) => e.message,
+        );
+        expect(refused).toContain(`LID_NET_UPLINK names ${uplink}, which this network namespace does not have`);
+      } finally {
+        await wrong.stop();
+      }
     }
   }, 60_000);
 
