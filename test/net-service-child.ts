@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connectRedis } from '../common/redis.js';
 import { TenantStore } from '../gateway/tenants.js';
 import { importImage } from '../images/import.js';
@@ -14,7 +15,9 @@ import { busyboxLayer, writeOciLayout } from './oci-fixtures.js';
 import { startTestRedis } from './redis-server.js';
 
 const [script, dnsUpstream, allowPrivate, allow] = process.argv.slice(2) as [string, string, string, string];
-const lidBin = new URL('../bin/lid.js', import.meta.url).pathname;
+// This script runs from test/ (tsx) or from dist/test/ (the build, test/node-script.ts): bin/ is at the top of both.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const lidBin = path.join(here, here.endsWith(`${path.sep}dist${path.sep}test`) ? '../..' : '..', 'bin', 'lid.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lid-net-service-'));
 const children: ChildProcess[] = [];
 
