@@ -13,15 +13,21 @@ export type LayerEntry =
 
 const sha = (b: Buffer) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
+// Every entry gets this mtime: tar-stream's default is "now", so the same entries packed a second apart gave two
+// digests, and tests that share a layer between images failed when a second boundary fell between them.
+const MTIME = new Date('2026-01-01T00:00:00Z');
+
 export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   pack.on('data', (c: unknown) => chunks.push(c as Buffer));
   const ended = new Promise<void>((resolve) => pack.on('end', () => resolve()));
   for (const e of entries) {
-    if (e.type === 'file') pack.entry({ name: e.name, mode: e.mode ?? 0o644, uid: e.uid ?? 0, gid: 0 }, e.content);
-    else if (e.type === 'directory') pack.entry({ name: e.name, type: 'directory', mode: e.mode ?? 0o755 });
-    else pack.entry({ name: e.name, type: 'symlink', linkname: e.linkname });
+    if (e.type === 'file')
+      pack.entry({ name: e.name, mode: e.mode ?? 0o644, uid: e.uid ?? 0, gid: 0, mtime: MTIME }, e.content);
+    else if (e.type === 'directory')
+      pack.entry({ name: e.name, type: 'directory', mode: e.mode ?? 0o755, mtime: MTIME });
+    else pack.entry({ name: e.name, type: 'symlink', linkname: e.linkname, mtime: MTIME });
   }
   pack.finalize();
   await ended;
